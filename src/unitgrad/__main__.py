@@ -1,0 +1,3 @@
+from unitgrad.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""`unitgrad <command> …`: thin dispatch into the package; every DVC stage is one such call.
+
+Each command module exposes `main(argv: list[str]) -> int` and parses its own arguments.
+A `UnitgradError` becomes one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from unitgrad.errors import UnitgradError
+
+COMMANDS = {
+    "prepare": ("unitgrad.data.cli:prepare_main", "build the uint8 CIFAR cache from a source"),
+    "corrupt": ("unitgrad.data.cli:corrupt_main", "build the CIFAR-C corruption set"),
+    "train": ("unitgrad.train:main", "train one run (dataset, model, optimizer, seed, noise)"),
+    "evaluate": ("unitgrad.evaluate:main", "clean and corruption metrics of one trained run"),
+    "report": ("unitgrad.report.cli:main", "aggregate runs into CSVs, figures, tables, claims"),
+    "paper": ("unitgrad.report.paper:main", "build paper/main.pdf with latexmk"),
+    "toy": ("unitgrad.toy:main", "optimizer paths on a 2-D loss surface"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: unitgrad <command> [options]   (unitgrad <command> --help)", "", "commands:"]
+    lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"error: unknown command '{name}': choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module_name, func_name = COMMANDS[name][0].split(":")
+    try:
+        return int(getattr(importlib.import_module(module_name), func_name)(rest) or 0)
+    except UnitgradError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
