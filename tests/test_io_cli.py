@@ -1,5 +1,6 @@
 """Atomic outputs and the CLI's error contract."""
 
+import os
 import sys
 import types
 
@@ -60,3 +61,13 @@ def test_help_lists_every_command(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in cli.COMMANDS)
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path):
+    write_json(tmp_path / "a.json", {})
+    with atomic_dir(tmp_path / "d"):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask
