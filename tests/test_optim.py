@@ -1,0 +1,588 @@
+"""unitgrad.optim: exact formulas against a flat-vector hand computation, invariants, round trips, AMP, BN."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unitgrad.errors import UnitgradError
+from unitgrad.optim import (
+    ASAM,
+    PUGD,
+    SAM,
+    UGD,
+    bn_update_disabled,
+    create_optimizer,
+    is_two_pass,
+)
+
+METHODS = ["sam", "asam", "pugd", "ugd"]
+ALL = ["sgd", *METHODS]
+EPS = 1e-12
+
+
+def train_step(opt, model, x, y, closure_form=False, scaler=None, inject_inf=None):
+    """One full optimizer step of `opt` on (x, y); `inject_inf` = "first" | "second" poisons one gradient."""
+
+    def backward():
+        loss = F.cross_entropy(model(x), y)
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        return loss
+
+    opt.zero_grad()
+    backward()
+    if inject_inf == "first":
+        next(model.parameters()).grad.view(-1)[0] = math.inf
+    if not is_two_pass(opt):
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+        return
+
+    def second_pass():
+        with bn_update_disabled(model):
+            loss = backward()
+        if inject_inf == "second":
+            next(model.parameters()).grad.view(-1)[0] = math.inf
+        return loss
+
+    if closure_form:
+        opt.step(second_pass, scaler=scaler)
+    else:
+        opt.first_step()
+        second_pass()
+        opt.second_step(scaler)
+
+
+def tiny_model(seed=0, dtype=torch.float32):
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)
+    )
+    return model.to(dtype)
+
+
+def tiny_batches(n=8, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(6, 3, generator=gen)
+    batches = []
+    for _ in range(n):
+        x = torch.randn(32, 6, generator=gen)
+        batches.append((x, (x @ w).argmax(1)))
+    return batches
+
+
+# ---------------------------------------------------------------- exact formulas (float64, hand computation)
+
+A = torch.tensor([1.0, 3.0, 0.5, 2.0, 4.0, 1.5, 0.7], dtype=torch.float64)
+B = torch.tensor([0.3, -0.2, 0.5, 0.1, -0.4, 0.25, 0.6], dtype=torch.float64)
+W0 = torch.tensor([0.8, -1.2, 0.4, 1.5, -0.6, 0.9, -0.3], dtype=torch.float64)
+SPLIT = [
+    (0, 4),
+    (4, 6),
+    (6, 7),
+]  # params: 2x2 and 2-vector in group 0, 1-vector in group 1
+GROUP_OF = torch.tensor([0, 0, 0, 0, 0, 0, 1])
+HP = [  # per-group hyper-parameters
+    {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-2, "rho": 0.3, "eta": 0.05},
+    {"lr": 0.05, "momentum": 0.5, "weight_decay": 0.0, "rho": 0.7, "eta": 0.2},
+]
+
+
+def flat_loss(v):
+    return 0.5 * (A * v * v).sum() + (B * torch.sin(3 * v)).sum()
+
+
+def flat_grad(v):
+    return A * v + 3 * B * torch.cos(3 * v)
+
+
+def per_element(key):
+    return torch.tensor([HP[g][key] for g in GROUP_OF.tolist()], dtype=torch.float64)
+
+
+def hand_steps(method, steps, lr_factor):
+    """The brief's formulas on one flat vector, SGD with momentum and weight decay as the base."""
+    w, buf = W0.clone(), None
+    lr, mom, wd, rho, eta = (
+        per_element(k) for k in ("lr", "momentum", "weight_decay", "rho", "eta")
+    )
+    for t in range(steps):
+        g = flat_grad(w)
+        if method == "sam":
+            d = flat_grad(w + rho * g / (g.norm() + EPS))
+        elif method == "asam":
+            tw = w.abs() + eta
+            d = flat_grad(w + rho * tw * tw * g / ((tw * g).norm() + EPS))
+        elif method == "pugd":
+            big_g = g + flat_grad(w + rho * w.abs() * g / ((w.abs() * g).norm() + EPS))
+            d = big_g / (big_g.norm() + EPS)
+        elif method == "ugd":
+            d = g / (g.norm() + EPS)
+        else:
+            d = g
+        d = d + wd * w
+        buf = d if buf is None else mom * buf + d
+        w = w - lr * lr_factor(t) * buf
+    return w
+
+
+def make_params():
+    chunks = [W0[a:b].clone() for a, b in SPLIT]
+    chunks[0] = chunks[0].reshape(2, 2)
+    return [c.requires_grad_() for c in chunks]
+
+
+def param_loss(params):
+    return flat_loss(torch.cat([p.reshape(-1) for p in params]))
+
+
+@pytest.mark.parametrize("method", ALL)
+@pytest.mark.parametrize("closure_form", [False, True])
+def test_formula_matches_hand_computation_two_groups_momentum_wd_scheduler(
+    method, closure_form
+):
+    params = make_params()
+    groups = [{"params": params[:2], **HP[0]}, {"params": params[2:], **HP[1]}]
+    own = {"sam": ("rho",), "asam": ("rho", "eta"), "pugd": ("rho",)}.get(method, ())
+    groups = [
+        {
+            k: v
+            for k, v in g.items()
+            if k in ("params", "lr", "momentum", "weight_decay", *own)
+        }
+        for g in groups
+    ]
+    opt = create_optimizer(method, groups)
+    lr_factor = lambda t: 1.0 / (1 + t)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    for _ in range(4):
+        opt.zero_grad()
+        param_loss(params).backward()
+        if not is_two_pass(opt):
+            opt.step()
+        elif closure_form:
+            opt.step(lambda: param_loss(params).backward())
+        else:
+            opt.first_step()
+            param_loss(params).backward()
+            opt.second_step()
+        sched.step()
+    got = torch.cat([p.detach().reshape(-1) for p in params])
+    torch.testing.assert_close(
+        got, hand_steps(method, 4, lr_factor), rtol=0, atol=1e-12
+    )
+
+
+def test_pugd_accumulates_first_and_second_gradient():
+    """One PUGD step with plain SGD: w ← w − lr·G/‖G‖ with G = g(w) + g(w + e)."""
+    (p,) = [W0.clone().requires_grad_()]
+    opt = PUGD([p], torch.optim.SGD, rho=0.4, lr=0.2)
+    flat_loss(p).backward()
+    g = p.grad.clone()
+    opt.first_step()
+    e = 0.4 * W0.abs() * g / ((W0.abs() * g).norm() + EPS)
+    torch.testing.assert_close(p.detach(), W0 + e, rtol=0, atol=1e-15)
+    torch.testing.assert_close(p.grad, g, rtol=0, atol=0)  # not zeroed
+    flat_loss(p).backward()
+    opt.second_step()
+    big_g = g + flat_grad(W0 + e)
+    torch.testing.assert_close(
+        p.detach(), W0 - 0.2 * big_g / (big_g.norm() + EPS), rtol=0, atol=1e-14
+    )
+
+
+def test_asam_eta_enters_numerator_and_norm():
+    p = W0.clone().requires_grad_()
+    opt = ASAM([p], torch.optim.SGD, rho=0.5, eta=0.3, lr=0.1)
+    flat_loss(p).backward()
+    g = p.grad.clone()
+    opt.first_step()
+    t = W0.abs() + 0.3
+    torch.testing.assert_close(
+        p.detach() - W0, 0.5 * t * t * g / ((t * g).norm() + EPS), rtol=0, atol=1e-15
+    )
+    assert p.grad is None  # SAM/ASAM drop g before the second pass
+
+
+def test_sam_rho_zero_equals_base_step_bitwise():
+    batches = tiny_batches(4)
+    model_a, model_b = tiny_model(), tiny_model()
+    sam = SAM(
+        model_a.parameters(),
+        torch.optim.SGD,
+        rho=0.0,
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+    )
+    sgd = torch.optim.SGD(model_b.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    for x, y in batches:
+        train_step(sam, model_a, x, y)
+        train_step(sgd, model_b, x, y)
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+# ---------------------------------------------------------------- behaviour
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_converges_on_ill_conditioned_quadratic(method):
+    curvature = torch.tensor([1.0, 25.0])
+    w = torch.tensor([2.0, 1.0], requires_grad=True)
+    opt = create_optimizer(
+        method,
+        [w],
+        lr=0.03,
+        momentum=0.9,
+        **({"rho": 0.05} if method != "sgd" and method != "ugd" else {}),
+    )
+    steps = 400
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    loss_fn = lambda: 0.5 * (curvature * w * w).sum()
+    start = loss_fn().item()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn().backward()
+        if is_two_pass(opt):
+            opt.step(lambda: loss_fn().backward())
+        else:
+            opt.step()
+        sched.step()
+    assert loss_fn().item() < 1e-4 * start
+    assert w.detach().norm() < 0.02
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_loss_falls_on_tiny_model(method):
+    model = tiny_model()
+    opt = create_optimizer(method, model.parameters(), lr=0.05, momentum=0.9)
+    x, y = tiny_batches(1)[0]
+    start = F.cross_entropy(model(x), y).item()
+    for _ in range(25):
+        train_step(opt, model, x, y)
+    assert F.cross_entropy(model(x), y).item() < 0.5 * start
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_group_with_zero_lr_is_frozen_but_counts_in_global_norm(method):
+    model = tiny_model()
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    frozen = [p.detach().clone() for p in rest]
+    opt = create_optimizer(
+        method, [{"params": decay}, {"params": rest, "lr": 0.0}], lr=0.1
+    )
+    for x, y in tiny_batches(2):
+        train_step(opt, model, x, y)
+    assert all(torch.equal(p, f) for p, f in zip(rest, frozen))
+    assert not all(torch.equal(p, q) for p, q in zip(decay, tiny_model().parameters()))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_scheduler_on_wrapper_drives_base_lr_without_warnings(method):
+    model = tiny_model()
+    opt = create_optimizer(method, model.parameters(), lr=0.4)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for x, y in tiny_batches(3):
+            train_step(opt, model, x, y)
+            sched.step()
+    assert opt.base_optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
+    assert opt.param_groups is opt.base_optimizer.param_groups
+
+
+def _checkpoint(model, opt, sched):
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "opt": opt.state_dict(),
+            "sched": sched.state_dict(),
+        },
+        buffer,
+    )
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def _fresh(method):
+    model = tiny_model(
+        seed=5
+    )  # different init: everything must come from the checkpoint
+    opt = create_optimizer(
+        method,
+        [
+            {"params": list(model.parameters())[:2]},
+            {"params": list(model.parameters())[2:], "weight_decay": 0.0},
+        ],
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+    )
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 10)
+    return model, opt, sched
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_state_dict_resume_is_bit_identical(method):
+    batches = tiny_batches(6)
+    model, opt, sched = _fresh(method)
+    model.load_state_dict(tiny_model().state_dict())
+    for x, y in batches[:3]:
+        train_step(opt, model, x, y)
+        sched.step()
+    ckpt = _checkpoint(model, opt, sched)
+    assert all(
+        "w" not in s for s in ckpt["opt"]["state"].values()
+    )  # no stale weight copies between steps
+    for x, y in batches[3:]:
+        train_step(opt, model, x, y)
+        sched.step()
+
+    model2, opt2, sched2 = _fresh(method)
+    model2.load_state_dict(ckpt["model"])
+    opt2.load_state_dict(ckpt["opt"])
+    sched2.load_state_dict(ckpt["sched"])
+    for x, y in batches[3:]:
+        train_step(opt2, model2, x, y)
+        sched2.step()
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+    base, base2 = (getattr(o, "base_optimizer", o) for o in (opt, opt2))
+    assert opt2.param_groups is base2.param_groups
+    for a, b in zip(base.state.values(), base2.state.values()):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("method", ["sam", "asam", "pugd"])
+def test_resume_between_first_and_second_step(method):
+    """A checkpoint taken at w + e holds the saved w: the resumed second step restores it exactly."""
+    (x, y), (x2, y2) = tiny_batches(2)
+    model, opt, sched = _fresh(method)
+    model.load_state_dict(tiny_model().state_dict())
+    train_step(opt, model, x, y)
+    opt.zero_grad()
+    F.cross_entropy(model(x2), y2).backward()
+    opt.first_step()
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    ckpt = _checkpoint(model, opt, sched)
+    assert len(ckpt["opt"]["state"]) == len(
+        list(model.parameters())
+    )  # the saved w of every parameter
+    with bn_update_disabled(model):
+        F.cross_entropy(model(x2), y2).backward()
+    opt.second_step()
+
+    model2, opt2, _ = _fresh(method)
+    model2.load_state_dict(ckpt["model"])
+    opt2.load_state_dict(ckpt["opt"])
+    for p, g in zip(model2.parameters(), grads):
+        p.grad = g
+    with bn_update_disabled(model2):
+        F.cross_entropy(model2(x2), y2).backward()
+    opt2.second_step()
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- factory
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("sgd", torch.optim.AdamW),
+        ("sam", SAM),
+        ("asam", ASAM),
+        ("pugd", PUGD),
+        ("ugd", UGD),
+    ],
+)
+def test_create_optimizer_names(name, cls):
+    """The name "sgd" gives the plain base optimizer, here AdamW; the others wrap it."""
+    opt = create_optimizer(name, tiny_model().parameters(), base="adamw", lr=1e-3)
+    assert type(opt) is cls
+    inner = opt if name == "sgd" else opt.base_optimizer
+    assert type(inner) is torch.optim.AdamW
+    assert is_two_pass(opt) == (name in ("sam", "asam", "pugd"))
+
+
+def test_create_optimizer_defaults_and_custom_base():
+    opt = create_optimizer(
+        "asam", tiny_model().parameters(), base=torch.optim.RMSprop, lr=1e-3
+    )
+    assert isinstance(opt.base_optimizer, torch.optim.RMSprop)
+    assert (opt.param_groups[0]["rho"], opt.param_groups[0]["eta"]) == (0.5, 0.01)
+    assert (
+        create_optimizer("pugd", tiny_model().parameters(), lr=0.1).param_groups[0][
+            "rho"
+        ]
+        == 1.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "match"),
+    [
+        ("adam", {}, "unknown optimizer 'adam'"),
+        ("sam", {"base": "lion"}, "unknown base optimizer 'lion'"),
+        ("sam", {"base": dict}, "base must be"),
+        ("ugd", {"rho": 0.1}, "takes no rho"),
+        ("sam", {"eta": 0.1}, "takes no eta"),
+        ("sgd", {"rho": 0.1}, "takes no rho"),
+        ("sam", {"rho": -0.1}, "rho must be a number >= 0"),
+        ("asam", {"eta": float("nan")}, "eta must be a number >= 0"),
+        ("pugd", {"momentun": 0.9}, "cannot build optimizer 'pugd'"),
+        ("sam", {"lr": -1.0}, "cannot build optimizer 'sam'"),
+        ("sgd", {"params": []}, "cannot build optimizer 'sgd'"),
+    ],
+)
+def test_create_optimizer_bad_input_is_one_line_error(name, kwargs, match):
+    params = kwargs.pop("params", tiny_model().parameters())
+    with pytest.raises(UnitgradError, match=match) as info:
+        create_optimizer(name, params, **{"lr": 0.1, **kwargs})
+    assert "\n" not in str(info.value)
+
+
+def test_two_pass_step_without_closure_and_foreign_state_dict_are_errors():
+    opt = SAM(tiny_model().parameters(), torch.optim.SGD, lr=0.1)
+    with pytest.raises(UnitgradError, match="needs a closure"):
+        opt.step()
+    with pytest.raises(UnitgradError, match="no 'base' entry"):
+        opt.load_state_dict(
+            torch.optim.SGD(tiny_model().parameters(), lr=0.1).state_dict()
+        )
+
+
+# ---------------------------------------------------------------- BatchNorm
+
+
+def test_bn_update_disabled_leaves_buffers_untouched_and_uses_batch_stats():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.Flatten(),
+        nn.BatchNorm1d(64, momentum=None),
+    )
+    model.train()
+    model(torch.randn(8, 3, 6, 6))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reference = copy.deepcopy(model)
+    x = torch.randn(8, 3, 6, 6) * 3 + 1
+    with bn_update_disabled(model):
+        out = model(x)
+        model(x)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    torch.testing.assert_close(
+        out, reference(x), rtol=0, atol=0
+    )  # train mode: batch statistics
+    assert (
+        reference[1].num_batches_tracked.item() == 2
+        and model[1].num_batches_tracked.item() == 1
+    )
+    with pytest.raises(RuntimeError), bn_update_disabled(model):
+        raise RuntimeError("boom")
+    assert all(m.track_running_stats for m in (model[1], model[3]))
+    model(x)
+    assert model[1].num_batches_tracked.item() == 2  # updates resume after the context
+
+
+# ---------------------------------------------------------------- mixed precision
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("closure_form", [False, True])
+def test_fp16_scaler_without_overflow_matches_unscaled_step(method, closure_form):
+    x, y = tiny_batches(1)[0]
+    model_a, model_b = tiny_model(), tiny_model()
+    opt_a = create_optimizer(method, model_a.parameters(), lr=0.1, momentum=0.9)
+    opt_b = create_optimizer(method, model_b.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    train_step(opt_a, model_a, x, y, closure_form=closure_form, scaler=scaler)
+    scaler.update()
+    train_step(opt_b, model_b, x, y)
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=0, atol=1e-6)
+    assert scaler.get_scale() == 2.0**12
+
+
+@pytest.mark.parametrize(
+    ("method", "where"),
+    [
+        (m, w)
+        for m in METHODS
+        for w in ("first", "second")
+        if (m, w) != ("ugd", "second")
+    ],
+)
+def test_fp16_scaler_skips_whole_step_on_overflow_in_either_pass(method, where):
+    x, y = tiny_batches(1)[0]
+    model = tiny_model()
+    before = copy.deepcopy(model.state_dict())
+    opt = create_optimizer(method, model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    train_step(opt, model, x, y, scaler=scaler, inject_inf=where)
+    scaler.update()
+    for k, v in model.state_dict().items():
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert torch.equal(v, before[k]), k
+    assert (
+        len(opt.base_optimizer.state) == 0
+    )  # no momentum buffer: the base step never ran
+    assert scaler.get_scale() == 2.0**11
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bf16_autocast_step_is_finite(method):
+    model = tiny_model()
+    opt = create_optimizer(method, model.parameters(), lr=0.1, momentum=0.9)
+    before = [p.detach().clone() for p in model.parameters()]
+    for x, y in tiny_batches(2):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            train_step(opt, model, x, y)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert any(not torch.equal(p, b) for p, b in zip(model.parameters(), before))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_bf16_weights_step_is_finite(method):
+    model = tiny_model(dtype=torch.bfloat16)
+    opt = create_optimizer(method, model.parameters(), lr=0.1)
+    x, y = tiny_batches(1)[0]
+    train_step(opt, model, x.bfloat16(), y)
+    assert all(
+        p.dtype == torch.bfloat16 and torch.isfinite(p).all()
+        for p in model.parameters()
+    )
+
+
+@pytest.mark.parametrize("method", ["sam", "asam", "pugd"])
+def test_parameter_without_gradient_is_neither_perturbed_nor_restored(method):
+    """A weight that had a gradient last step but has none now keeps its value (no stale restore)."""
+    used = torch.tensor([1.0, -2.0], requires_grad=True)
+    sometimes = torch.tensor([0.5, 0.25], requires_grad=True)
+    opt = create_optimizer(method, [used, sometimes], lr=0.1)
+    ((used * sometimes) ** 2).sum().backward()
+    opt.step(lambda: ((used * sometimes) ** 2).sum().backward())
+    assert not torch.equal(sometimes, torch.tensor([0.5, 0.25]))
+    after_first = sometimes.detach().clone()
+    opt.zero_grad()
+    (used**2).sum().backward()
+    opt.first_step()
+    assert torch.equal(sometimes, after_first)
+    (used**2).sum().backward()
+    opt.second_step()
+    assert torch.equal(sometimes, after_first)
