@@ -1,0 +1,133 @@
+"""`unitgrad evaluate RUN_DIR`: clean and corruption metrics of one trained run, into RUN_DIR/eval.json.
+
+Clean test set: accuracy, loss (NLL), expected calibration error, per-class accuracy. With
+corruptions: accuracy on every corruption × severity of data/<dataset>-c and their mean (mCA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unitgrad import metrics
+from unitgrad.config import get, load_params
+from unitgrad.data import CIFAR_MEAN, CIFAR_STD, CORRUPTIONS, DeviceLoader, load_cifar, load_corruptions
+from unitgrad.data.corruptions import SEVERITIES
+from unitgrad.errors import UnitgradError
+from unitgrad.io import write_json
+from unitgrad.models import create_model
+from unitgrad.train import resolve_device
+
+_RUN_KEYS = ("dataset", "model", "optimizer", "noise", "seed")
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data_root: str | Path,
+    batch_size: int,
+    ece_bins: int,
+    corruptions: bool,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """The evaluation of the run in `run_dir` (also written atomically to `run_dir/eval.json`).
+
+    Reads `train/model.pt` and `train/run.json`; `corruptions` adds all of `CORRUPTIONS` from
+    `data_root/<dataset>-c`, mCA being the mean over every corruption × severity cell.
+    Accuracies are fractions; "corruption" is {} and "mca" None without corruptions.
+    """
+    run_dir = Path(run_dir)
+    run = _run_identity(run_dir / "train" / "run.json")
+    model = _load_model(run_dir / "train" / "model.pt", resolve_device(device))
+    dataset = run["dataset"]
+    _, _, test_x, test_y, classes = load_cifar(dataset, data_root)
+
+    logits = _predict(model, test_x, test_y, dataset, batch_size)
+    labels = torch.from_numpy(test_y)
+    per_class = metrics.per_class_accuracy(logits, labels, len(classes))
+    clean = {
+        "acc": metrics.accuracy(logits, labels),
+        "loss": metrics.nll(logits, labels),
+        "ece": metrics.expected_calibration_error(logits, labels, ece_bins),
+        "per_class_acc": {name: None if np.isnan(acc) else acc for name, acc in zip(classes, per_class)},
+    }
+    corruption: dict[str, dict[str, float]] = {}
+    if corruptions:
+        for name in CORRUPTIONS:
+            images, corrupt_y = load_corruptions(dataset, data_root, name)
+            correct = _predict(model, images, corrupt_y, dataset, batch_size).argmax(1) == torch.from_numpy(corrupt_y)
+            # Severity-major: the first fifth of the rows is severity 1, and so on.
+            by_severity = correct.double().reshape(len(SEVERITIES), -1).mean(1).tolist()
+            corruption[name] = {str(s): acc for s, acc in zip(SEVERITIES, by_severity)}
+    cells = [acc for by_severity in corruption.values() for acc in by_severity.values()]
+    result = {"run": run, "clean": clean, "corruption": corruption, "mca": float(np.mean(cells)) if cells else None}
+    write_json(run_dir / "eval.json", result)
+    return result
+
+
+def _run_identity(run_json: Path) -> dict[str, Any]:
+    if not run_json.is_file():
+        raise UnitgradError(f"{run_json} not found: train the run first (`unitgrad train` or `dvc repro`)")
+    try:
+        config = json.loads(run_json.read_text())["config"]
+        return {key: config[key] for key in _RUN_KEYS}
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UnitgradError(f"{run_json} lacks config.{{{','.join(_RUN_KEYS)}}}: rerun `unitgrad train`") from exc
+
+
+def _load_model(model_pt: Path, device: torch.device) -> torch.nn.Module:
+    if not model_pt.is_file():
+        raise UnitgradError(f"{model_pt} not found: train the run first (`unitgrad train` or `dvc repro`)")
+    try:
+        saved = torch.load(model_pt, map_location="cpu", weights_only=True)
+        model = create_model(saved["model_name"], saved["num_classes"], cifar_stem=saved["cifar_stem"])
+        model.load_state_dict(saved["model"])
+    except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        raise UnitgradError(
+            f"{model_pt} is not a unitgrad model file ({exc.__class__.__name__}): rerun `unitgrad train`"
+        ) from exc
+    # channels_last: the faster convolution layout for bf16 on CUDA, as in training.
+    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    return model.to(device, memory_format=memory_format).eval()
+
+
+def _predict(
+    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, dataset: str, batch_size: int
+) -> torch.Tensor:
+    """float32 logits (on the CPU) of `model` for uint8 NHWC `images`, normalised as in training."""
+    device = next(model.parameters()).device
+    on_cuda = device.type == "cuda"
+    loader = DeviceLoader(
+        images, labels, batch_size, device, CIFAR_MEAN[dataset], CIFAR_STD[dataset],
+        train=False, drop_last=False, channels_last=on_cuda,
+    )
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+        logits = torch.cat([model(x).float() for x, _ in loader])
+    return logits.cpu()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="unitgrad evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path, help="results/runs/<dataset>/<model>/<optimizer>/noise<pct>/seed<seed>")
+    parser.add_argument(
+        "--no-corruptions", action="store_true", help="skip the corruption set (overrides evaluate.corruptions)"
+    )
+    parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    result = evaluate_run(
+        args.run_dir,
+        data_root=get(params, "data.root"),
+        batch_size=int(get(params, "evaluate.batch_size")),
+        ece_bins=int(get(params, "evaluate.ece_bins")),
+        corruptions=bool(get(params, "evaluate.corruptions")) and not args.no_corruptions,
+        device=get(params, "train.device"),
+    )
+    mca = "" if result["mca"] is None else f", mCA {result['mca']:.4f}"
+    print(f"{args.run_dir}: clean acc {result['clean']['acc']:.4f}, ECE {result['clean']['ece']:.4f}{mca}")
+    return 0

@@ -1,0 +1,156 @@
+"""`evaluate_run` / `unitgrad evaluate` on a tiny prepared dataset and corruption set in tmp_path."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from timm.models import register_model
+from torch import nn
+
+from unitgrad.cli import main as cli_main
+from unitgrad.data import CIFAR10_CLASSES, CIFAR_MEAN, CIFAR_STD, CORRUPTIONS
+from unitgrad.errors import UnitgradError
+from unitgrad.evaluate import evaluate_run, main
+from unitgrad.models import create_model
+
+PER_CLASS = 2
+CONFIG = {"dataset": "cifar10", "model": "cifar_resnet8", "optimizer": "pugd", "noise": 0.0, "seed": 1}
+
+
+def class_images(labels: np.ndarray) -> np.ndarray:
+    """uint8 NHWC images whose every pixel encodes the class: value 20·c + 10."""
+    return np.broadcast_to((20 * labels + 10).astype(np.uint8)[:, None, None, None], (len(labels), 32, 32, 3)).copy()
+
+
+class PixelOracle(nn.Module):
+    """Classifies by the mean normalised red value: nearest of the per-class centres (a buffer)."""
+
+    def __init__(self, num_classes: int = 10, **_):
+        super().__init__()
+        self.register_buffer("centres", torch.zeros(num_classes))
+        self.sharpness = nn.Parameter(torch.tensor(100.0))
+
+    def forward(self, x):
+        red = x[:, 0].mean((1, 2))
+        return -self.sharpness * (red[:, None] - self.centres) ** 2
+
+
+@register_model
+def unitgrad_test_pixel_oracle(pretrained=False, **kwargs):
+    return PixelOracle(kwargs.get("num_classes", 10))
+
+
+def write_dataset(root, corrupt_wrong_from_severity=3):
+    """root/cifar10 and root/cifar10-c in the data module's cache layout; corrupted images of
+    severity ≥ `corrupt_wrong_from_severity` show the next class, so the oracle gets them wrong."""
+    cache = root / "cifar10"
+    cache.mkdir(parents=True)
+    labels = np.repeat(np.arange(10), PER_CLASS).astype(np.int64)
+    for split in ("train", "test"):
+        np.save(cache / f"{split}_x.npy", class_images(labels))
+        np.save(cache / f"{split}_y.npy", labels)
+    (cache / "classes.json").write_text(json.dumps(list(CIFAR10_CLASSES)))
+    corrupt_dir = root / "cifar10-c"
+    corrupt_dir.mkdir()
+    shown = [labels if s < corrupt_wrong_from_severity else (labels + 1) % 10 for s in range(1, 6)]
+    for name in CORRUPTIONS:
+        np.save(corrupt_dir / f"{name}.npy", np.concatenate([class_images(y) for y in shown]))
+    np.save(corrupt_dir / "labels.npy", np.tile(labels, 5))
+    return root
+
+
+def write_run(run_dir, model, model_name, cifar_stem=True, config=CONFIG):
+    train = run_dir / "train"
+    train.mkdir(parents=True)
+    torch.save({"model": model.state_dict(), "model_name": model_name, "num_classes": 10,
+                "cifar_stem": cifar_stem, "dataset": "cifar10"}, train / "model.pt")
+    (train / "run.json").write_text(json.dumps({"config": config, "git_commit": "abc"}))
+    return run_dir
+
+
+def oracle() -> PixelOracle:
+    model = PixelOracle(10)
+    pixel = (20 * torch.arange(10) + 10) / 255
+    model.centres.copy_((pixel - CIFAR_MEAN["cifar10"][0]) / CIFAR_STD["cifar10"][0])
+    return model
+
+
+@pytest.fixture
+def data_root(tmp_path):
+    return write_dataset(tmp_path / "data")
+
+
+def test_perfect_model_scores_one_and_corruptions_are_per_severity(tmp_path, data_root):
+    run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
+    result = evaluate_run(run, data_root, batch_size=7, ece_bins=15, corruptions=True)
+    assert result["clean"]["acc"] == 1.0
+    assert result["clean"]["per_class_acc"] == dict.fromkeys(CIFAR10_CLASSES, 1.0)
+    assert set(result["corruption"]) == set(CORRUPTIONS)
+    assert all(cells == {"1": 1.0, "2": 1.0, "3": 0.0, "4": 0.0, "5": 0.0} for cells in result["corruption"].values())
+    assert result["mca"] == pytest.approx(0.4)
+    assert json.loads((run / "eval.json").read_text()) == result
+
+
+def test_schema_and_consistency_with_a_random_network(tmp_path, data_root):
+    torch.manual_seed(0)
+    model = create_model("cifar_resnet8", 10)
+    run = write_run(tmp_path / "run", model, "cifar_resnet8")
+    result = evaluate_run(run, data_root, batch_size=8, ece_bins=15, corruptions=False)
+    assert set(result) == {"run", "clean", "corruption", "mca"}
+    assert result["run"] == CONFIG
+    assert set(result["clean"]) == {"acc", "loss", "ece", "per_class_acc"}
+    assert list(result["clean"]["per_class_acc"]) == list(CIFAR10_CLASSES)
+    assert result["corruption"] == {} and result["mca"] is None
+    # The loaded weights, not a fresh network: same logits as the saved model in eval mode.
+    x = (torch.from_numpy(class_images(np.arange(10))).permute(0, 3, 1, 2).float() / 255
+         - torch.tensor(CIFAR_MEAN["cifar10"]).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD["cifar10"]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        expected = (model.eval()(x).argmax(1) == torch.arange(10)).double().mean().item()
+    assert result["clean"]["acc"] == pytest.approx(expected)
+    assert 0.0 <= result["clean"]["ece"] <= 1.0 and result["clean"]["loss"] > 0
+
+
+def test_missing_model_names_the_fix_and_writes_nothing(tmp_path, data_root):
+    run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
+    (run / "train" / "model.pt").unlink()
+    with pytest.raises(UnitgradError, match=r"model.pt not found: .*unitgrad train.*dvc repro"):
+        evaluate_run(run, data_root, batch_size=8, ece_bins=15, corruptions=False)
+    assert not (run / "eval.json").exists()
+
+
+def test_unreadable_model_file_is_a_clear_error(tmp_path, data_root):
+    run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
+    (run / "train" / "model.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UnitgradError, match="is not a unitgrad model file"):
+        evaluate_run(run, data_root, batch_size=8, ece_bins=15, corruptions=False)
+
+
+def test_unknown_device_names_the_fix(tmp_path, data_root):
+    run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
+    with pytest.raises(UnitgradError, match="choose one of auto, cpu, cuda"):
+        evaluate_run(run, data_root, batch_size=8, ece_bins=15, corruptions=False, device="tpu")
+
+
+def test_missing_corruption_set_names_the_fix(tmp_path, data_root):
+    run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
+    (data_root / "cifar10-c" / "labels.npy").unlink()
+    with pytest.raises(UnitgradError, match="unitgrad corrupt cifar10"):
+        evaluate_run(run, data_root, batch_size=8, ece_bins=15, corruptions=True)
+    assert not (run / "eval.json").exists()
+
+
+def test_cli_reads_params_and_skips_corruptions_on_request(tmp_path, data_root, capsys):
+    run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        f"data: {{root: {data_root}}}\ntrain: {{device: cpu}}\n"
+        "evaluate: {batch_size: 6, ece_bins: 10, corruptions: true}\n"
+    )
+    assert main([str(run), "--params", str(params), "--no-corruptions"]) == 0
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["clean"]["acc"] == 1.0 and saved["corruption"] == {} and saved["mca"] is None
+    assert "clean acc 1.0000" in capsys.readouterr().out
+    (run / "train" / "model.pt").unlink()
+    assert cli_main(["evaluate", str(run), "--params", str(params)]) == 2
+    assert "unitgrad train" in capsys.readouterr().err
