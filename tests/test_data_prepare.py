@@ -1,0 +1,406 @@
+"""Sources, download, safe extraction, the prepared cache, CIFAR-C layout and the data CLI.
+
+Official-format archives are built here and served on 127.0.0.1, so the real urllib download path
+runs without the internet.
+"""
+
+import functools
+import hashlib
+import http.server
+import io
+import json
+import pickle
+import socket
+import tarfile
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unitgrad.data import (
+    CIFAR10_CLASSES,
+    CIFAR100_CLASSES,
+    CORRUPTIONS,
+    cli,
+    load_cifar,
+    load_corruptions,
+    prepare,
+    prepare_corruptions,
+    sources,
+)
+from unitgrad.data.sources import Archive
+from unitgrad.errors import UnitgradError
+
+SHARED_ARCHIVE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(payload)
+    tar.addfile(info, io.BytesIO(payload))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    tar.addfile(info)
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def _official_cifar10(path: Path, per_batch: int = 3, n_test: int = 4, seed: int = 0):
+    """A cifar-10-python.tar.gz with the official layout and pickles; returns (x_train, y_train, x_test, y_test)."""
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, 256, size=(5 * per_batch + n_test, 3072), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=len(rows)).tolist()
+    with tarfile.open(path, "w:gz") as tar:
+        _add_dir(tar, "cifar-10-batches-py")
+        meta = {"label_names": list(CIFAR10_CLASSES), "num_cases_per_batch": per_batch, "num_vis": 3072}
+        _add(tar, "cifar-10-batches-py/batches.meta", pickle.dumps(meta, protocol=2))
+        for i in range(6):
+            name = f"data_batch_{i + 1}" if i < 5 else "test_batch"
+            part = slice(i * per_batch, (i + 1) * per_batch) if i < 5 else slice(5 * per_batch, None)
+            batch = {
+                "batch_label": name,
+                "labels": labels[part],
+                "data": rows[part],
+                "filenames": ["x.png"] * len(rows[part]),
+            }
+            _add(tar, f"cifar-10-batches-py/{name}", pickle.dumps(batch, protocol=2))
+    nhwc = rows.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    y = np.array(labels)
+    return nhwc[: 5 * per_batch], y[: 5 * per_batch], nhwc[5 * per_batch :], y[5 * per_batch :]
+
+
+def _official_cifar100(path: Path, n_train: int = 5, n_test: int = 3):
+    rng = np.random.default_rng(1)
+    rows = rng.integers(0, 256, size=(n_train + n_test, 3072), dtype=np.uint8)
+    fine = rng.integers(0, 100, size=len(rows)).tolist()
+    with tarfile.open(path, "w:gz") as tar:
+        _add_dir(tar, "cifar-100-python")
+        _add(tar, "cifar-100-python/meta", pickle.dumps({"fine_label_names": list(CIFAR100_CLASSES)}, protocol=2))
+        for split, part in (("train", slice(0, n_train)), ("test", slice(n_train, None))):
+            batch = {"data": rows[part], "fine_labels": fine[part], "coarse_labels": [0] * len(rows[part])}
+            _add(tar, f"cifar-100-python/{split}", pickle.dumps(batch, protocol=2))
+    return rows[n_train:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), np.array(fine[n_train:])
+
+
+def _image_tree(root: Path, per_class=(2, 1), suffix=".png", classes=CIFAR10_CLASSES, seed=0) -> dict:
+    """`root/{train,test}/<class>/NNNN<suffix>`; returns {(split, class, file): pixels}."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for split, count in zip(("train", "test"), per_class):
+        for name in classes:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for k in range(count):
+                pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{k:04d}{suffix}")
+                written[(split, name, f"{k:04d}{suffix}")] = pixels
+    return written
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(served directory, base URL) of an HTTP server on 127.0.0.1."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+# ---------------------------------------------------------------- official download
+
+
+def test_official_download_prepares_the_official_layout(server, tmp_path, monkeypatch):
+    folder, base = server
+    x_tr, y_tr, x_te, y_te = _official_cifar10(folder / "cifar-10-python.tar.gz")
+    archive = Archive(
+        "cifar-10-python.tar.gz", f"{base}/cifar-10-python.tar.gz", _md5(folder / "cifar-10-python.tar.gz")
+    )
+    monkeypatch.setitem(sources.CIFAR_ARCHIVES, "cifar10", archive)
+    root = tmp_path / "data"
+    out = prepare("cifar10", "official", root)
+    assert out == root / "cifar10"
+    got = load_cifar("cifar10", root)
+    for actual, expected in zip(got[:4], (x_tr, y_tr, x_te, y_te)):
+        np.testing.assert_array_equal(actual, expected)
+    assert got[0].dtype == np.uint8 and got[1].dtype == np.int64 and got[0].shape == (15, 32, 32, 3)
+    assert got[4] == list(CIFAR10_CLASSES)
+    assert json.loads((out / "source.json").read_text())["kind"] == "official"
+    assert _md5(root / "downloads" / archive.filename) == archive.md5
+
+
+def test_official_cifar100_uses_the_fine_labels(server, tmp_path, monkeypatch):
+    folder, base = server
+    x_te, y_te = _official_cifar100(folder / "c100.tar.gz")
+    monkeypatch.setitem(
+        sources.CIFAR_ARCHIVES, "cifar100", Archive("c100.tar.gz", f"{base}/c100.tar.gz", _md5(folder / "c100.tar.gz"))
+    )
+    prepare("cifar100", "official", tmp_path)
+    _, _, got_x, got_y, classes = load_cifar("cifar100", tmp_path)
+    np.testing.assert_array_equal(got_x, x_te)
+    np.testing.assert_array_equal(got_y, y_te)
+    assert classes == list(CIFAR100_CLASSES) and classes[0] == "apple" and classes[-1] == "worm"
+
+
+def test_md5_mismatch_is_one_line_and_leaves_no_files(server, tmp_path, monkeypatch):
+    folder, base = server
+    _official_cifar10(folder / "cifar-10-python.tar.gz")
+    monkeypatch.setitem(
+        sources.CIFAR_ARCHIVES, "cifar10", Archive("cifar-10-python.tar.gz", f"{base}/cifar-10-python.tar.gz", "0" * 32)
+    )
+    with pytest.raises(UnitgradError, match="md5") as info:
+        prepare("cifar10", "official", tmp_path / "data")
+    assert "\n" not in str(info.value)
+    assert _files(tmp_path / "data") == []
+
+
+def test_offline_error_says_how_to_supply_the_data(tmp_path, monkeypatch):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setitem(
+        sources.CIFAR_ARCHIVES, "cifar10", Archive("c.tar.gz", f"http://127.0.0.1:{port}/c.tar.gz", "0" * 32)
+    )
+    with pytest.raises(UnitgradError, match=r"data\.sources\.cifar10") as info:
+        prepare("cifar10", "official", tmp_path)
+    assert "\n" not in str(info.value)
+    assert _files(tmp_path) == []
+
+
+def test_a_verified_download_is_reused(server, tmp_path, monkeypatch):
+    folder, base = server
+    _official_cifar10(folder / "c.tar.gz")
+    monkeypatch.setitem(
+        sources.CIFAR_ARCHIVES, "cifar10", Archive("c.tar.gz", f"{base}/c.tar.gz", _md5(folder / "c.tar.gz"))
+    )
+    prepare("cifar10", "official", tmp_path)
+    (folder / "c.tar.gz").unlink()  # a second download would now fail
+    prepare("cifar10", "official", tmp_path)
+
+
+# ---------------------------------------------------------------- local archives
+
+
+def test_local_official_tarball_is_md5_verified(tmp_path, monkeypatch):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    x_tr, *_ = _official_cifar10(path)
+    with pytest.raises(UnitgradError, match="md5"):
+        prepare("cifar10", path, tmp_path / "a")
+    assert not (tmp_path / "a" / "cifar10").exists()
+    monkeypatch.setitem(sources.CIFAR_ARCHIVES, "cifar10", Archive(path.name, "unused", _md5(path)))
+    prepare("cifar10", path, tmp_path / "b")
+    np.testing.assert_array_equal(load_cifar("cifar10", tmp_path / "b")[0], x_tr)
+
+
+def test_truncated_archive_is_a_clear_error(tmp_path, monkeypatch):
+    path = tmp_path / "cifar-10-python.tar.gz"
+    _official_cifar10(path, per_batch=40)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    monkeypatch.setitem(sources.CIFAR_ARCHIVES, "cifar10", Archive(path.name, "unused", _md5(path)))
+    with pytest.raises(UnitgradError, match="truncated"):
+        prepare("cifar10", path, tmp_path / "data")
+    assert not (tmp_path / "data" / "cifar10").exists()
+
+
+@pytest.mark.parametrize("kind", ["traversal", "absolute", "symlink", "hardlink", "device"])
+def test_unsafe_members_are_refused(tmp_path, kind):
+    tree = tmp_path / "tree"
+    _image_tree(tree, per_class=(1, 1))
+    path = tmp_path / "evil.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tree, arcname="top")
+        bad = tarfile.TarInfo(
+            {"traversal": "top/../../escaped.png", "absolute": str(tmp_path / "abs.png")}.get(kind, "top/x.png")
+        )
+        if kind == "symlink":
+            bad.type, bad.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        elif kind == "hardlink":
+            bad.type, bad.linkname = tarfile.LNKTYPE, "top/train/cat/0000.png"
+        elif kind == "device":
+            bad.type = tarfile.CHRTYPE
+        payload = b"" if kind in ("symlink", "hardlink", "device") else b"x"
+        bad.size = len(payload)
+        tar.addfile(bad, io.BytesIO(payload))
+    with pytest.raises(UnitgradError, match="refusing"):
+        prepare("cifar10", path, tmp_path / "data")
+    with pytest.raises(UnitgradError, match="refusing"):
+        sources.safe_extract(path, tmp_path / "extract")
+    assert not (tmp_path / "data" / "cifar10").exists()
+    assert not (tmp_path / "escaped.png").exists() and not (tmp_path / "abs.png").exists()
+    assert _files(tmp_path / "extract") == []
+
+
+# ---------------------------------------------------------------- image folders
+
+
+@pytest.mark.parametrize("form", ["directory", "tar.gz", "zip"])
+def test_image_folder_round_trips_pixels_in_class_order(tmp_path, form):
+    tree = tmp_path / "tree" / "cifar10-png"
+    written = _image_tree(tree)
+    source = tree
+    if form == "tar.gz":
+        source = tmp_path / "images.tar.gz"
+        with tarfile.open(source, "w:gz") as tar:
+            tar.add(tree, arcname="cifar10-png")  # one wrapping top-level folder, as the shared archive
+    elif form == "zip":
+        source = tmp_path / "images.zip"
+        with zipfile.ZipFile(source, "w") as bundle:
+            for file in tree.rglob("*.png"):
+                bundle.write(file, file.relative_to(tree).as_posix())  # no wrapping folder
+    prepare("cifar10", source, tmp_path / "data")
+    x_tr, y_tr, x_te, y_te, classes = load_cifar("cifar10", tmp_path / "data")
+    assert x_tr.shape == (20, 32, 32, 3) and x_te.shape == (10, 32, 32, 3) and classes == list(CIFAR10_CLASSES)
+    np.testing.assert_array_equal(y_te, np.arange(10))
+    np.testing.assert_array_equal(y_tr, np.repeat(np.arange(10), 2))
+    np.testing.assert_array_equal(x_tr[5], written[("train", "bird", "0001.png")])
+    np.testing.assert_array_equal(x_te[9], written[("test", "truck", "0000.png")])
+    info = json.loads((tmp_path / "data" / "cifar10" / "source.json").read_text())
+    assert info["kind"] == "image-folder" and info["n_train"] == 20
+    assert (info["md5"] is not None) == (form != "directory")
+
+
+def test_zip_with_traversal_member_is_refused(tmp_path):
+    path = tmp_path / "evil.zip"
+    with zipfile.ZipFile(path, "w") as bundle:
+        bundle.writestr("train/cat/0000.png", b"x")
+        bundle.writestr("../escaped.png", b"x")
+    with pytest.raises(UnitgradError, match="refusing"):
+        prepare("cifar10", path, tmp_path / "data")
+
+
+def test_image_folder_reads_jpeg(tmp_path):
+    written = _image_tree(tmp_path / "tree", per_class=(1, 1), suffix=".jpg")
+    prepare("cifar10", tmp_path / "tree", tmp_path / "data")
+    x_tr = load_cifar("cifar10", tmp_path / "data")[0]
+    # Lossy, but the decoded image is close to what was encoded.
+    assert np.abs(x_tr[0].astype(int) - written[("train", "airplane", "0000.jpg")]).mean() < 60
+
+
+def test_image_folder_with_wrong_classes_names_the_difference(tmp_path):
+    _image_tree(tmp_path / "tree", per_class=(1, 1), classes=CIFAR10_CLASSES[:9] + ("lorry",))
+    with pytest.raises(UnitgradError, match="truck.*lorry"):
+        prepare("cifar10", tmp_path / "tree", tmp_path / "data")
+
+
+def test_image_of_wrong_size_is_refused(tmp_path):
+    _image_tree(tmp_path / "tree", per_class=(1, 1))
+    Image.new("RGB", (64, 64)).save(tmp_path / "tree" / "train" / "cat" / "big.png")
+    with pytest.raises(UnitgradError, match="32x32"):
+        prepare("cifar10", tmp_path / "tree", tmp_path / "data")
+
+
+def test_missing_source_and_cache_name_the_fix(tmp_path):
+    with pytest.raises(UnitgradError, match=r"data\.sources\.cifar10"):
+        prepare("cifar10", tmp_path / "nope.tar.gz", tmp_path)
+    with pytest.raises(UnitgradError, match="unitgrad prepare cifar10"):
+        load_cifar("cifar10", tmp_path)
+    with pytest.raises(UnitgradError, match="unknown dataset"):
+        prepare("mnist", "official", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_ARCHIVE.is_file(), reason="the shared CIFAR-10 JPEG archive is not on this machine")
+def test_shared_jpeg_archive_prepares_full_cifar10(tmp_path):
+    prepare("cifar10", SHARED_ARCHIVE, tmp_path)
+    x_tr, y_tr, x_te, y_te, _ = load_cifar("cifar10", tmp_path)
+    assert x_tr.shape == (50000, 32, 32, 3) and x_te.shape == (10000, 32, 32, 3)
+    assert np.bincount(y_tr).tolist() == [5000] * 10 and np.bincount(y_te).tolist() == [1000] * 10
+
+
+# ---------------------------------------------------------------- CIFAR-C
+
+
+@pytest.fixture
+def tiny_cifar10(tmp_path):
+    """A prepared cifar10 cache with 3 test images per class under tmp_path/data."""
+    _image_tree(tmp_path / "tree", per_class=(1, 3))
+    prepare("cifar10", tmp_path / "tree", tmp_path / "data")
+    return tmp_path / "data"
+
+
+def test_generated_corruptions_have_the_official_layout(tiny_cifar10):
+    out = prepare_corruptions("cifar10", "generate", tiny_cifar10, n_images=20, seed=3)
+    _, _, x_te, y_te, _ = load_cifar("cifar10", tiny_cifar10)
+    index = np.load(out / "test_indices.npy")
+    assert np.bincount(y_te[index]).tolist() == [2] * 10
+    for name in CORRUPTIONS:
+        images, labels = load_corruptions("cifar10", tiny_cifar10, name)
+        assert images.shape == (100, 32, 32, 3) and images.dtype == np.uint8
+        np.testing.assert_array_equal(labels, np.tile(y_te[index], 5))
+    # Severity-major: the first block is severity 1 of the subset, in subset order.
+    from unitgrad.data import corrupt
+
+    np.testing.assert_array_equal(
+        load_corruptions("cifar10", tiny_cifar10, "fog")[0][20:40], corrupt(x_te[index], "fog", 2, 3)
+    )
+
+
+def test_generate_refuses_unbalanced_sizes_and_unknown_sources(tiny_cifar10):
+    with pytest.raises(UnitgradError, match="multiple of 10"):
+        prepare_corruptions("cifar10", "generate", tiny_cifar10, n_images=15, seed=0)
+    with pytest.raises(UnitgradError, match="generate, official"):
+        prepare_corruptions("cifar10", "imagemagick", tiny_cifar10, n_images=10, seed=0)
+    with pytest.raises(UnitgradError, match="unitgrad corrupt cifar10"):
+        load_corruptions("cifar10", tiny_cifar10, "fog")
+
+
+def test_official_corruptions_download_verify_and_extract(server, tmp_path, monkeypatch):
+    folder, base = server
+    rng = np.random.default_rng(0)
+    path = folder / "CIFAR-10-C.tar"
+    with tarfile.open(path, "w") as tar:
+        _add_dir(tar, "CIFAR-10-C")
+        for name in [*CORRUPTIONS, "labels"]:
+            array = rng.integers(
+                0, 10 if name == "labels" else 256, size=(10,) if name == "labels" else (10, 32, 32, 3)
+            )
+            buffer = io.BytesIO()
+            np.save(buffer, array.astype(np.uint8))
+            _add(tar, f"CIFAR-10-C/{name}.npy", buffer.getvalue())
+    monkeypatch.setitem(
+        sources.CORRUPTION_ARCHIVES, "cifar10", Archive(path.name, f"{base}/{path.name}?download=1", _md5(path))
+    )
+    out = prepare_corruptions("cifar10", "official", tmp_path / "data", n_images=1000, seed=0)
+    images, labels = load_corruptions("cifar10", tmp_path / "data", "snow")
+    assert images.shape == (10, 32, 32, 3) and labels.dtype == np.int64
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{n}.npy" for n in [*CORRUPTIONS, "labels"]] + ["source.json"]
+    )
+    assert not any(p.name.startswith(".extract") for p in (tmp_path / "data").iterdir())
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_reads_sources_and_corruption_settings_from_params(tmp_path, monkeypatch, capsys):
+    _image_tree(tmp_path / "tree", per_class=(1, 1))
+    params = tmp_path / "params.yaml"
+    params.write_text(
+        "data:\n  root: data\n  sources: {cifar10: tree}\n  corruptions: {source: generate, n_images: 10, seed: 0}\n"
+    )
+    monkeypatch.chdir(tmp_path)  # relative paths resolve from the current directory
+    assert cli.prepare_main(["cifar10", "--params", str(params)]) == 0
+    assert cli.corrupt_main(["cifar10", "--params", str(params)]) == 0
+    assert (tmp_path / "data" / "cifar10" / "train_x.npy").is_file()
+    assert load_corruptions("cifar10", tmp_path / "data", "frost")[0].shape == (50, 32, 32, 3)
+    params.write_text("data:\n  root: data\n  sources: {}\n")
+    with pytest.raises(UnitgradError, match=r"data\.sources\.cifar10"):
+        cli.prepare_main(["cifar10", "--params", str(params)])
+    with pytest.raises(SystemExit):
+        cli.prepare_main(["mnist", "--params", str(params)])
