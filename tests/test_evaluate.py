@@ -88,7 +88,7 @@ def test_perfect_model_scores_one_and_corruptions_are_per_severity(tmp_path, dat
     assert result["clean"]["per_class_acc"] == dict.fromkeys(CIFAR10_CLASSES, 1.0)
     assert set(result["corruption"]) == set(CORRUPTIONS)
     assert all(cells == {"1": 1.0, "2": 1.0, "3": 0.0, "4": 0.0, "5": 0.0} for cells in result["corruption"].values())
-    assert result["mca"] == pytest.approx(0.4)
+    assert result["mca"] == result["mca_all"] == pytest.approx(0.4)
     assert json.loads((run / "eval.json").read_text()) == result
 
 
@@ -97,11 +97,11 @@ def test_schema_and_consistency_with_a_random_network(tmp_path, data_root):
     model = create_model("cifar_resnet8", 10)
     run = write_run(tmp_path / "run", model, "cifar_resnet8")
     result = evaluate_run(run, data_root, batch_size=8, ece_bins=15, corruptions=False)
-    assert set(result) == {"run", "clean", "corruption", "mca"}
+    assert set(result) == {"run", "clean", "corruption", "mca", "mca_all"}
     assert result["run"] == CONFIG
     assert set(result["clean"]) == {"acc", "loss", "ece", "per_class_acc"}
     assert list(result["clean"]["per_class_acc"]) == list(CIFAR10_CLASSES)
-    assert result["corruption"] == {} and result["mca"] is None
+    assert result["corruption"] == {} and result["mca"] is None and result["mca_all"] is None
     # The loaded weights, not a fresh network: same logits as the saved model in eval mode.
     x = (torch.from_numpy(class_images(np.arange(10))).permute(0, 3, 1, 2).float() / 255
          - torch.tensor(CIFAR_MEAN["cifar10"]).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD["cifar10"]).view(1, 3, 1, 1)
@@ -154,3 +154,11 @@ def test_cli_reads_params_and_skips_corruptions_on_request(tmp_path, data_root, 
     (run / "train" / "model.pt").unlink()
     assert cli_main(["evaluate", str(run), "--params", str(params)]) == 2
     assert "unitgrad train" in capsys.readouterr().err
+
+
+def test_mca_averages_the_15_standard_corruptions_and_mca_all_all_19():
+    from unitgrad.evaluate import _mean_accuracy
+
+    corruption = {name: dict.fromkeys("12345", 1.0 if i < 15 else 0.0) for i, name in enumerate(CORRUPTIONS)}
+    assert _mean_accuracy(corruption, CORRUPTIONS[:15]) == 1.0
+    assert _mean_accuracy(corruption, CORRUPTIONS) == pytest.approx(15 / 19)

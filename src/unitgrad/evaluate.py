@@ -1,7 +1,8 @@
 """`unitgrad evaluate RUN_DIR`: clean and corruption metrics of one trained run, into RUN_DIR/eval.json.
 
 Clean test set: accuracy, loss (NLL), expected calibration error, per-class accuracy. With
-corruptions: accuracy on every corruption × severity of data/<dataset>-c and their mean (mCA).
+corruptions: accuracy on every corruption × severity of data/<dataset>-c; mCA is their mean over the
+15 standard corruptions (as in Hendrycks & Dietterich), mca_all over all 19.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from unitgrad import metrics
 from unitgrad.config import get, load_params
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, CORRUPTIONS, DeviceLoader, load_cifar, load_corruptions
-from unitgrad.data.corruptions import SEVERITIES
+from unitgrad.data.corruptions import SEVERITIES, STANDARD
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json
 from unitgrad.models import create_model
@@ -38,8 +39,8 @@ def evaluate_run(
     """The evaluation of the run in `run_dir` (also written atomically to `run_dir/eval.json`).
 
     Reads `train/model.pt` and `train/run.json`; `corruptions` adds all of `CORRUPTIONS` from
-    `data_root/<dataset>-c`, mCA being the mean over every corruption × severity cell.
-    Accuracies are fractions; "corruption" is {} and "mca" None without corruptions.
+    `data_root/<dataset>-c`; "mca" is the mean over the 15 standard corruptions × 5 severities,
+    "mca_all" over all 19. Accuracies are fractions; "corruption" is {} and both means None without.
     """
     run_dir = Path(run_dir)
     run = _run_identity(run_dir / "train" / "run.json")
@@ -64,10 +65,20 @@ def evaluate_run(
             # Severity-major: the first fifth of the rows is severity 1, and so on.
             by_severity = correct.double().reshape(len(SEVERITIES), -1).mean(1).tolist()
             corruption[name] = {str(s): acc for s, acc in zip(SEVERITIES, by_severity)}
-    cells = [acc for by_severity in corruption.values() for acc in by_severity.values()]
-    result = {"run": run, "clean": clean, "corruption": corruption, "mca": float(np.mean(cells)) if cells else None}
+    result = {
+        "run": run,
+        "clean": clean,
+        "corruption": corruption,
+        "mca": _mean_accuracy(corruption, STANDARD),
+        "mca_all": _mean_accuracy(corruption, CORRUPTIONS),
+    }
     write_json(run_dir / "eval.json", result)
     return result
+
+
+def _mean_accuracy(corruption: dict[str, dict[str, float]], names: tuple[str, ...]) -> float | None:
+    cells = [acc for name in names if name in corruption for acc in corruption[name].values()]
+    return float(np.mean(cells)) if cells else None
 
 
 def _run_identity(run_json: Path) -> dict[str, Any]:
