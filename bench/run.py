@@ -1,0 +1,494 @@
+"""Speed benchmarks of unitgrad: optimizer work vs a per-parameter loop, two-pass / SGD step time,
+the on-device loader vs torchvision's DataLoader, and (full mode) the default `dvc repro` per stage.
+
+    python bench/run.py [--quick] [--device cpu|cuda] [--out results/bench] [--threads 1] [--clock cpu|wall]
+
+Writes <out>/<device>.md (tables + machine) and <out>/summary.json. Every time is the minimum over
+several repeats (other processes only ever add time) and the implementations compared are
+interleaved, repeat by repeat, so every ratio comes from one run under the same load. `--quick`
+skips the pipeline and takes about a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import datetime
+import gc
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))  # measure this checkout's unitgrad, whatever is installed
+
+import numpy as np
+import torch
+from harness import (
+    CLOCKS,
+    TWO_PASS_METHODS,
+    OptimizerWork,
+    base_step_seconds,
+    check_loop_reference,
+    make_optimizer,
+    run_two_pass_step,
+    synchronize,
+)
+
+from unitgrad.errors import UnitgradError
+from unitgrad.io import write_json, write_text
+
+OPTIMIZER_TARGET = 2.0  # issue 6: optimizer work >= 2x faster than the loop (ResNet-18, PUGD), CPU
+LOADER_TARGET = 10.0  # issue 6: on-device loader >= 10x torchvision DataLoader, CPU
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Sizes of one benchmark run; `QUICK` and `FULL` are the two the CLI offers."""
+
+    optimizer_models: tuple[str, ...]
+    optimizer_repeats: int
+    step_model: str
+    step_batch: int
+    step_repeats: int
+    loader_images: int
+    loader_batch: int
+    loader_workers: int
+    loader_repeats: int
+    pipeline: bool
+    clock: str = "cpu"  # "cpu" (process CPU time) or "wall"; the loader and pipeline are always wall time
+
+
+QUICK = Config(("cifar_resnet18", "cifar_wrn28_10"), 10, "cifar_resnet8", 128, 20, 10_000, 128, 2, 5, False)
+FULL = Config(("cifar_resnet18", "cifar_wrn28_10"), 25, "cifar_resnet8", 128, 40, 50_000, 128, 2, 5, True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, no pipeline (about a minute)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: on a shared machine a descheduled second "
+        "thread stalls every op, which swamps the differences measured here)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        help="what the optimizer and step benchmarks time: this process's CPU time (default on cpu: time spent "
+        "waiting for a core on a shared machine is left out) or wall time (always on cuda)",
+    )
+    return parser.parse_args(argv)
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": str(device),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "git_commit": _git("rev-parse", "HEAD"),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return names[0] if names else platform.processor() or "unknown"
+
+
+def _git(*args: str, repo: Path = REPO) -> str | None:
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def parameter_shapes(model_name: str) -> list[torch.Size]:
+    from unitgrad.models import create_model
+
+    return [p.shape for p in create_model(model_name, num_classes=10).parameters()]
+
+
+def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
+    """Seconds of optimizer work per step, unitgrad vs loop, interleaved so both see the same load."""
+    by_model = {}
+    for model_name in cfg.optimizer_models:
+        shapes = parameter_shapes(model_name)
+        by_model[model_name] = {"parameters": sum(s.numel() for s in shapes)}
+        for method in TWO_PASS_METHODS:
+            works = {
+                impl: OptimizerWork(impl, method, shapes, device, torch.float32, CLOCKS[cfg.clock])
+                for impl in ("unitgrad", "loop")
+            }
+            times = {impl: [] for impl in works}
+            for repeat in range(cfg.optimizer_repeats + 1):  # the first step allocates state: warm-up
+                for impl, work in works.items():
+                    first_and_second = work.step_seconds()
+                    if repeat:
+                        times[impl].append(first_and_second)
+            best = {impl: min(map(sum, t)) for impl, t in times.items()}
+            by_model[model_name][method] = {
+                "speedup": best["loop"] / best["unitgrad"],
+                "unitgrad_s": best["unitgrad"],
+                "loop_s": best["loop"],
+                # where the time goes: the best first_step and second_step (perturb | restore + step)
+                "first_second_s": {impl: [min(f for f, _ in t), min(s for _, s in t)] for impl, t in times.items()},
+                "raw_first_second_s": times,
+            }
+            del works
+            gc.collect()
+        # the base step both implementations end with (torch.optim.SGD, per-parameter loop by default on CPU)
+        steps = cfg.optimizer_repeats + 1
+        base = {
+            variant: min(base_step_seconds(shapes, device, torch.float32, variant, steps, CLOCKS[cfg.clock])[1:])
+            for variant in ("loop", "foreach", "fused")
+        }
+        by_model[model_name]["sgd_base_step_s"] = base
+    headline = by_model.get("cifar_resnet18", {}).get("pugd", {}).get("speedup")
+    return {
+        "headline_pugd_cifar_resnet18": headline,
+        "target": OPTIMIZER_TARGET,
+        "meets_target": None if headline is None else headline >= OPTIMIZER_TARGET,
+        "by_model": by_model,
+    }
+
+
+def bench_step_ratio(cfg: Config, device: torch.device) -> dict:
+    """Full training step (forward, backward, optimizer) of each two-pass method over SGD's."""
+    from unitgrad.models import create_model
+    from unitgrad.optim import bn_update_disabled
+
+    torch.manual_seed(0)
+    base_model = create_model(cfg.step_model, num_classes=10).to(device)
+    x = torch.randn(cfg.step_batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (cfg.step_batch,), device=device)
+    loss_fn = lambda m: torch.nn.functional.cross_entropy(m(x), y)
+
+    def sgd_step(model, opt):
+        opt.zero_grad()
+        loss_fn(model).backward()
+        opt.step()
+
+    def two_pass_step(model, opt):
+        run_two_pass_step(model, opt, loss_fn, bn_update_disabled)
+
+    runs = {}
+    for method in ("sgd", *TWO_PASS_METHODS):
+        model = copy.deepcopy(base_model)
+        if method == "sgd":
+            runs[method] = (model, make_optimizer("unitgrad", "sgd", list(model.parameters())), sgd_step)
+        else:
+            runs[method] = (model, make_optimizer("unitgrad", method, list(model.parameters())), two_pass_step)
+    clock = CLOCKS[cfg.clock]
+    times = {method: [] for method in runs}
+    for repeat in range(cfg.step_repeats + 1):
+        for method, (model, opt, step) in runs.items():
+            synchronize(device)
+            start = clock()
+            step(model, opt)
+            synchronize(device)
+            if repeat:
+                times[method].append(clock() - start)
+    sgd_s = min(times["sgd"])
+    result = {"model": cfg.step_model, "batch": cfg.step_batch, "sgd_s": sgd_s, "raw_s": times}
+    for method in TWO_PASS_METHODS:
+        result[method] = {"ratio": min(times[method]) / sgd_s, "step_s": min(times[method])}
+    return result
+
+
+class _PILDataset(torch.utils.data.Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
+
+
+def bench_loader(cfg: Config, device: torch.device) -> dict:
+    """Training-mode images/s (crop 4 + flip + normalise) on synthetic uint8 CIFAR-shaped data."""
+    from torchvision import transforms
+
+    from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (cfg.loader_images, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 10, cfg.loader_images).astype(np.int64)
+
+    mean, std = CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"]
+    device_loader = DeviceLoader(
+        images, labels, cfg.loader_batch, device, mean, std, train=True, seed=0, crop_padding=4, flip=True
+    )
+    pil_transform = transforms.Compose(
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+    torch_loader = torch.utils.data.DataLoader(
+        _PILDataset(images, labels, pil_transform),
+        batch_size=cfg.loader_batch,
+        shuffle=True,
+        num_workers=cfg.loader_workers,
+        drop_last=True,
+        persistent_workers=cfg.loader_workers > 0,
+    )
+
+    def epoch_seconds(loader, epoch: int) -> tuple[float, int]:
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(epoch)
+        seen = 0
+        synchronize(device)
+        start = time.perf_counter()
+        for xb, yb in loader:
+            xb = xb.to(device, non_blocking=True)  # a no-op for DeviceLoader: its batches are there
+            seen += len(yb)
+        synchronize(device)
+        return time.perf_counter() - start, seen
+
+    times = {"device_loader": [], "torch_dataloader": []}
+    seen = {}
+    for epoch in range(cfg.loader_repeats + 1):  # epoch 0 starts the workers and warms caches
+        for name, loader in (("device_loader", device_loader), ("torch_dataloader", torch_loader)):
+            seconds, seen[name] = epoch_seconds(loader, epoch)
+            if epoch:
+                times[name].append(seconds)
+    del torch_loader
+    rate = {name: seen[name] / min(t) for name, t in times.items()}
+    speedup = rate["device_loader"] / rate["torch_dataloader"]
+    return {
+        "speedup": speedup,
+        "target": LOADER_TARGET,
+        "meets_target": speedup >= LOADER_TARGET,
+        "device_loader_images_per_s": rate["device_loader"],
+        "torch_dataloader_images_per_s": rate["torch_dataloader"],
+        "images_per_epoch": seen,
+        "batch": cfg.loader_batch,
+        "workers": cfg.loader_workers,
+        "raw_epoch_s": times,
+    }
+
+
+def bench_pipeline(repo: Path = REPO) -> dict:
+    """Wall time per stage of the default `dvc repro`, run in a fresh clone of the committed tree.
+
+    The clone sits next to a link to ../shared (the real CIFAR images) and runs with this
+    environment's tools and the clone's own src/ first on PYTHONPATH. A stage's time runs from
+    its "Running stage" line to the next one, so DVC's hashing and caching of its outputs count.
+    """
+    with tempfile.TemporaryDirectory(prefix="unitgrad-pipeline-") as tmp:
+        clone = Path(tmp) / repo.name
+        subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
+        if (repo.parent / "shared").exists():
+            (Path(tmp) / "shared").symlink_to(repo.parent / "shared")
+        env = dict(os.environ, PYTHONPATH=str(clone / "src"))
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+        start = time.perf_counter()
+        stages: list[list] = []
+        tail: list[str] = []
+        with subprocess.Popen(
+            ["dvc", "repro"], cwd=clone, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        ) as proc:
+            for line in proc.stdout:
+                now = time.perf_counter() - start
+                tail = (tail + [line.rstrip()])[-20:]
+                match = re.match(r"Running stage '(.+?)'", line)
+                if match:
+                    stages.append([match.group(1), now])
+        total = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise UnitgradError(f"dvc repro failed in a clean clone (exit {proc.returncode}): " + " | ".join(tail[-3:]))
+    ends = [t for _, t in stages[1:]] + [total]
+    return {
+        "total_s": total,
+        "before_first_stage_s": stages[0][1] if stages else total,
+        "stages_s": {name: end - begin for (name, begin), end in zip(stages, ends)},
+        "commit": _git("rev-parse", "HEAD", repo=repo),
+    }
+
+
+def render_markdown(summary: dict) -> str:
+    m, c = summary["machine"], summary["config"]
+    lines = [
+        f"# unitgrad speed on {m['device']} ({summary['mode']} run)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch threads)"
+        + (f", GPU {m['gpu']}" if "gpu" in m else "")
+        + f"; torch {m['torch']}, Python {m['python']}; {m['date']}; load average at start "
+        f"{m['load_average_at_start']}, at end {m['load_average_at_end']}; commit {m['git_commit'] or 'uncommitted'}.",
+        (
+            "Optimizer and training-step times are this process's CPU time (`time.process_time`): on the shared "
+            "machine it leaves out time spent waiting for a core, and at one thread it is the wall time of an idle "
+            "machine. The loader and pipeline figures are wall time."
+            if c["clock"] == "cpu"
+            else "All times are wall time (`time.perf_counter`, after a device synchronise)."
+        ),
+        f"Every time is the minimum over repeats ({c['optimizer_repeats']} optimizer steps, {c['step_repeats']} "
+        f"training steps, {c['loader_repeats']} loader epochs, each after a warm-up); every ratio is within this run. "
+        "Regenerate: `python bench/run.py" + (" --quick" if summary["mode"] == "quick" else "") + "`.",
+        "",
+        "## Optimizer work per step vs a per-parameter loop",
+        "",
+        (
+            "Perturb + restore + normalise + SGD base step (momentum 0.9, weight decay 5e-4), gradients "
+            "pre-filled, float32. Baseline: `bench/loop_reference.py` (checked to agree with "
+            "`unitgrad.optim` to ≤ 1e-10 in float64 before timing: max |Δw| "
+            + ", ".join(f"{k} {v:.1e}" for k, v in summary["loop_reference_check"].items())
+            + ")."
+        ),
+        "",
+        "| model | params | method | unitgrad ms | first / second | loop ms | first / second | speedup |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    opt = summary["optimizer_speedup_vs_loop"]
+    for model_name, rows in opt["by_model"].items():
+        for method in TWO_PASS_METHODS:
+            r = rows[method]
+            split = {
+                impl: " / ".join(f"{t * 1e3:.1f}" for t in r["first_second_s"][impl]) for impl in ("unitgrad", "loop")
+            }
+            lines.append(
+                f"| {model_name} | {rows['parameters'] / 1e6:.1f} M | {method} | {r['unitgrad_s'] * 1e3:.1f} | "
+                f"{split['unitgrad']} | {r['loop_s'] * 1e3:.1f} | {split['loop']} | {r['speedup']:.2f}× |"
+            )
+    lines += [
+        "",
+        (
+            "first = `first_step` (perturb), second = `second_step` (restore, normalise, base step); each "
+            "column is its own minimum."
+        ),
+        "",
+        "torch.optim.SGD base step alone (both implementations end with it; unitgrad uses torch's default, "
+        "the per-parameter loop on CPU): "
+        + "; ".join(
+            f"{name}: loop {b['loop'] * 1e3:.1f} ms, foreach {b['foreach'] * 1e3:.1f} ms, fused {b['fused'] * 1e3:.1f} ms"
+            for name, rows in opt["by_model"].items()
+            for b in [rows["sgd_base_step_s"]]
+        ),
+        "",
+        (
+            f"Headline (PUGD, cifar_resnet18): **{_fmt(opt['headline_pugd_cifar_resnet18'])}×** "
+            f"(target ≥ {opt['target']:g}×: {_verdict(opt['meets_target'])})."
+        ),
+        "",
+    ]
+
+    step = summary["two_pass_over_sgd"]
+    lines += [
+        f"## Full step time, two-pass / SGD ({step['model']}, batch {step['batch']}, random data)",
+        "",
+        "Forward + backward + optimizer; the second pass leaves BatchNorm statistics untouched as training does.",
+        "",
+        "| method | step ms | / SGD |",
+        "|---|---:|---:|",
+        f"| sgd | {step['sgd_s'] * 1e3:.1f} | 1.00 |",
+    ]
+    lines += [f"| {m_} | {step[m_]['step_s'] * 1e3:.1f} | {step[m_]['ratio']:.2f} |" for m_ in TWO_PASS_METHODS]
+
+    ld = summary["loader_speedup_vs_dataloader"]
+    lines += [
+        "",
+        "## Loader, training mode (random crop pad 4, flip, normalise)",
+        "",
+        (
+            f"Synthetic uint8 CIFAR-shaped images, batch {ld['batch']}. DeviceLoader runs in the main process "
+            f"with {m['torch_threads']} torch thread(s) (`--threads`); torchvision: `DataLoader` with {ld['workers']} "
+            "worker processes (persistent) + PIL transforms. One DeviceLoader thread against two workers is the "
+            "conservative match; under load from other processes the workers also take a larger share of the cores."
+        ),
+        "",
+        "| loader | images/s |",
+        "|---|---:|",
+        f"| unitgrad.data.DeviceLoader | {ld['device_loader_images_per_s']:,.0f} |",
+        f"| torchvision DataLoader | {ld['torch_dataloader_images_per_s']:,.0f} |",
+        "",
+        f"Speedup **{ld['speedup']:.1f}×** (target ≥ {ld['target']:g}×: {_verdict(ld['meets_target'])}).",
+    ]
+    if "pipeline" in summary:
+        pl = summary["pipeline"]
+        lines += [
+            "",
+            f"## Default `dvc repro` in a clean clone (commit {pl['commit']})",
+            "",
+            "| stage | wall s |",
+            "|---|---:|",
+        ]
+        lines += [f"| (DVC start-up, before the first stage) | {pl['before_first_stage_s']:.1f} |"]
+        lines += [f"| {name} | {sec:.1f} |" for name, sec in pl["stages_s"].items()]
+        lines += [f"| **total** | **{pl['total_s']:.1f}** |"]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def _verdict(met) -> str:
+    return "not measured" if met is None else ("met" if met else "NOT met")
+
+
+def run(cfg: Config, device: torch.device, out: Path, mode: str) -> dict:
+    """Run every benchmark of `cfg`, write <out>/<device>.md and <out>/summary.json, return the summary."""
+    summary = {"mode": mode, "machine": machine_info(device), "config": dataclasses.asdict(cfg)}
+    summary["loop_reference_check"] = check_loop_reference(device)
+    summary["optimizer_speedup_vs_loop"] = bench_optimizer_work(cfg, device)
+    summary["two_pass_over_sgd"] = bench_step_ratio(cfg, device)
+    summary["loader_speedup_vs_dataloader"] = bench_loader(cfg, device)
+    if cfg.pipeline:
+        summary["pipeline"] = bench_pipeline()
+    summary["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    write_json(out / "summary.json", summary)
+    write_text(out / f"{device.type}.md", render_markdown(summary))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but no CUDA device is visible: use --device cpu", file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        print("error: --threads must be >= 1", file=sys.stderr)
+        return 2
+    if args.device == "cuda" and args.clock == "cpu":
+        print("error: --clock cpu cannot time GPU work: use --clock wall with --device cuda", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    clock = args.clock or ("cpu" if device.type == "cpu" else "wall")
+    cfg = dataclasses.replace(QUICK if args.quick else FULL, clock=clock)
+    try:
+        run(cfg, device, args.out, "quick" if args.quick else "full")
+    except UnitgradError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print((args.out / f"{device.type}.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
