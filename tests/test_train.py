@@ -1,0 +1,276 @@
+"""Training loop: every optimizer end to end on a tiny synthetic CIFAR, resume, NaN, provenance, bad params."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import math
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from unitgrad import cli, train
+from unitgrad.errors import UnitgradError
+from unitgrad.models import create_model
+from unitgrad.provenance import git_state
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = {"dataset": "cifar10", "model": "cifar_resnet8", "seed": 0, "noise": 0.0}
+
+
+def tiny_cifar(dataset, root):
+    """10 classes, 8 train and 4 test 32×32 images per class; brightness says the class, so it is learnable."""
+    rng = np.random.default_rng(0)
+    y_tr, y_te = np.repeat(np.arange(10), 8), np.repeat(np.arange(10), 4)
+    x_tr = (rng.integers(0, 64, (80, 32, 32, 3)) + 19 * y_tr[:, None, None, None]).astype(np.uint8)
+    x_te = (rng.integers(0, 64, (40, 32, 32, 3)) + 19 * y_te[:, None, None, None]).astype(np.uint8)
+    return x_tr, y_tr, x_te, y_te, [f"class{i}" for i in range(10)]
+
+
+@pytest.fixture
+def params(monkeypatch):
+    """The project's params.yaml at a tiny scale: 6 images/class, 3 steps of 16 per epoch."""
+    monkeypatch.setattr(train, "load_cifar", tiny_cifar)
+    torch.set_num_threads(1)
+    p = yaml.safe_load((ROOT / "params.yaml").read_text())
+    p["data"]["loader"]["train_per_class"] = 6
+    p["train"].update(epochs=1, batch_size=16, warmup_epochs=0.5, device="cpu")
+    return p
+
+
+def config(params, optimizer="sgd", **run):
+    return train.RunConfig.from_params(params, optimizer=optimizer, **{**RUN, **run})
+
+
+def load_model(path):
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = create_model(saved["model_name"], saved["num_classes"], cifar_stem=saved["cifar_stem"])
+    model.load_state_dict(saved["model"])
+    return saved
+
+
+def tsv_steps(out, name):
+    lines = (out / "dvclive" / "plots" / "metrics" / f"{name}.tsv").read_text().splitlines()
+    assert lines[0].split("\t") == ["step", name.split("/")[-1]]
+    return [int(line.split("\t")[0]) for line in lines[1:]]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd_2x", "sam", "asam", "pugd", "ugd"])
+def test_every_optimizer_trains_and_writes_its_outputs(params, tmp_path, optimizer):
+    cfg = config(params, optimizer, noise=0.5)
+    out = tmp_path / "train"
+    metrics = train.train_run(cfg, out)
+
+    epochs = 2 if optimizer == "sgd_2x" else 1
+    assert cfg.epochs == epochs and cfg.method == optimizer.removesuffix("_2x")
+    assert set(metrics) >= {"train", "test", "lr", "grad_norm", "sec_per_epoch", "epoch"}
+    assert metrics["epoch"] == epochs - 1 and 0.0 <= metrics["test"]["acc"] <= 1.0
+    assert all(math.isfinite(metrics[k]["loss"]) for k in ("train", "test")) and metrics["grad_norm"] > 0
+    on_disk = json.loads((out / "dvclive" / "metrics.json").read_text())
+    assert on_disk["test"] == metrics["test"] and on_disk["step"] == epochs - 1
+    for name in ("train/loss", "train/acc", "test/loss", "test/acc", "lr", "grad_norm", "sec_per_epoch"):
+        assert tsv_steps(out, name) == list(range(epochs))
+
+    saved = load_model(out / "model.pt")
+    assert (saved["model_name"], saved["num_classes"], saved["dataset"]) == ("cifar_resnet8", 10, "cifar10")
+    labels = np.load(out / "labels.npz")
+    clean = tiny_cifar("cifar10", None)[1][labels["train_indices"]]
+    assert len(labels["train_indices"]) == 60 and np.bincount(clean).tolist() == [6] * 10
+    assert labels["flip_mask"].sum() == 30  # symmetric noise flips exactly round(0.5 × 60) labels
+    np.testing.assert_array_equal(labels["flip_mask"], labels["noisy_labels"] != clean)
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["optimizer"] == optimizer and run["config"]["epochs"] == epochs
+
+
+def test_sam_family_resolves_rho_per_dataset_and_sgd_2x_doubles_epochs(params):
+    params["train"]["epochs"] = 3
+    assert config(params, "sam").optimizer_kwargs["rho"] == 0.05
+    assert config(params, "sam", dataset="cifar100").optimizer_kwargs["rho"] == 0.10
+    asam = config(params, "asam")
+    assert (asam.optimizer_kwargs["rho"], asam.optimizer_kwargs["eta"]) == (0.5, 0.01)
+    sgd_2x = config(params, "sgd_2x")
+    assert (sgd_2x.method, sgd_2x.epochs, "epochs_factor" in sgd_2x.optimizer_kwargs) == ("sgd", 6, False)
+    assert config(params, "pugd").hash() != config(params, "pugd", seed=1).hash()
+
+
+def test_config_hash_ignores_what_cannot_change_the_result(params):
+    clean, noisy = config(params), config(params, noise=0.4)
+    params["noise"]["kind"] = "asymmetric"
+    params["data"]["root"] = "/elsewhere"
+    assert config(params).hash() == clean.hash() and config(params).noise_kind is None
+    assert config(params, noise=0.4).hash() != noisy.hash()
+
+
+def test_warmup_cosine_schedule_and_param_groups():
+    factors = [train.warmup_cosine(s, warmup_steps=2, total_steps=6) for s in range(6)]
+    assert factors[:3] == [0.5, 1.0, 1.0] and factors[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 4)))
+    assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
+    model = create_model("cifar_resnet8", 10)
+    decay, no_decay = train.param_groups(model, no_weight_decay_bn_bias=True)
+    assert no_decay["weight_decay"] == 0.0 and all(p.ndim <= 1 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
+    assert len(train.param_groups(model, no_weight_decay_bn_bias=False)) == 1
+
+
+def test_run_dir_layout():
+    path = train.run_dir("results/runs", "cifar10", "cifar_resnet8", "pugd", 0.4, 1)
+    assert path == Path("results/runs/cifar10/cifar_resnet8/pugd/noise40/seed1")
+
+
+class Killed(Exception):
+    pass
+
+
+def killing_loader(after_batches):
+    """A DeviceLoader whose training iteration dies after `after_batches` batches in total (a mid-epoch kill)."""
+    served = [0]
+
+    class Loader(train.DeviceLoader):
+        def __iter__(self):
+            for batch in super().__iter__():
+                if self.train and served[0] == after_batches:
+                    raise Killed
+                served[0] += self.train
+                yield batch
+
+    return Loader
+
+
+def test_resume_after_a_mid_epoch_kill_is_bit_identical(params, tmp_path, monkeypatch, capsys):
+    params["train"]["epochs"] = 3
+    cfg = config(params, "pugd", noise=0.2)
+    expected = train.train_run(cfg, tmp_path / "straight")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(train, "DeviceLoader", killing_loader(after_batches=4))  # epoch 2 of 3, second step
+        with pytest.raises(Killed):
+            train.train_run(cfg, tmp_path / "resumed")
+    assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
+    assert not (tmp_path / "resumed" / "model.pt").exists()
+    got = train.train_run(cfg, tmp_path / "resumed")
+    assert "resuming from" in capsys.readouterr().out
+
+    for name in ("train", "test"):
+        assert got[name] == expected[name]
+    want_weights = load_model(tmp_path / "straight" / "model.pt")["model"]
+    got_weights = load_model(tmp_path / "resumed" / "model.pt")["model"]
+    assert all(torch.equal(got_weights[k], want_weights[k]) for k in want_weights)
+    for name in ("train/loss", "test/acc", "lr"):
+        assert tsv_steps(tmp_path / "resumed", name) == [0, 1, 2]  # one row per epoch, none duplicated
+    assert json.loads((tmp_path / "resumed" / "run.json").read_text())["resumed_from_epoch"] == 1
+
+
+def test_resume_rebuilds_deleted_dvclive_files_and_other_configs_start_fresh(params, tmp_path, capsys):
+    params["train"]["epochs"] = 2
+    out = tmp_path / "train"
+    train.train_run(config(params), out)
+    before = (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
+    for stale in (out / "dvclive", out / "model.pt"):  # as `dvc repro` does with non-persistent outputs
+        subprocess.run(["rm", "-r", str(stale)], check=True)
+    train.train_run(config(params), out)
+    assert (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text() == before
+    assert (out / "model.pt").is_file()
+
+    params["train"]["lr"] = 0.05
+    train.train_run(config(params), out)
+    assert "another config: starting fresh" in capsys.readouterr().out
+    assert json.loads((out / "run.json").read_text())["config"]["optimizer_kwargs"]["lr"] == 0.05
+
+
+def test_nan_loss_stops_with_one_line_error_and_keeps_last_good_checkpoint(params, tmp_path, monkeypatch):
+    params["train"]["epochs"] = 2
+
+    class PoisonedLoader(train.DeviceLoader):
+        def __iter__(self):
+            for x, y in super().__iter__():
+                yield (x * torch.nan if self.train and self.epoch == 1 else x), y
+
+    monkeypatch.setattr(train, "DeviceLoader", PoisonedLoader)
+    out = tmp_path / "train"
+    with pytest.raises(UnitgradError, match=r"^loss became nan at epoch 2/2 step 1/3: lower train.lr") as info:
+        train.train_run(config(params, "sam"), out)
+    assert "\n" not in str(info.value)
+    checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert checkpoint["epoch"] == 1 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+    assert not (out / "model.pt").exists() and not (out / "run.json").exists()
+    assert tsv_steps(out, "train/loss") == [0]
+
+
+def test_huge_learning_rate_fails_cleanly_through_the_cli(params, tmp_path, capsys):
+    params["train"].update(lr=1e30, warmup_epochs=0)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0",
+            "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "became" in err and "lower train.lr" in err and "\n" not in err
+    assert not list((tmp_path / "runs").rglob("model.pt"))
+
+
+def test_cli_writes_the_run_directory_with_provenance(params, tmp_path, capsys, monkeypatch):
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)  # a fresh project: git, no commit yet
+    monkeypatch.chdir(tmp_path)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "ugd", "--seed", "3",
+            "--noise", "20", "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip
+    assert cli.main(argv) == 0
+    out = tmp_path / "runs" / "cifar10" / "cifar_resnet8" / "ugd" / "noise20" / "seed3" / "train"
+    with pytest.raises(SystemExit, match="2"):  # a rate where a percent belongs is refused, not read as 0.2 %
+        cli.main([arg if arg != "20" else "0.2" for arg in argv])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt", "dvclive", "labels.npz", "model.pt", "run.json"
+    ]  # fmt: skip
+    run = json.loads((out / "run.json").read_text())
+    assert {"git_commit", "git_dirty", "packages", "device", "python", "wall_time_s", "started", "finished"} <= set(run)
+    assert set(run["packages"]) >= {"torch", "timm", "numpy", "unitgrad", "dvc"} and run["packages"]["torch"]
+    assert run["device"].startswith("cpu") and run["wall_time_s"] > 0 and run["started"] <= run["finished"]
+    assert {k: run["config"][k] for k in RUN} == {**RUN, "seed": 3, "noise": 0.2}
+    assert "epoch 1/1 train_loss" in capsys.readouterr().out  # plain progress lines off a terminal
+    assert not (tmp_path / ".dvc").exists()  # DVCLive only writes its files
+
+
+def test_git_state_reports_commit_and_dirty_tracked_files(tmp_path):
+    assert git_state(tmp_path) == (None, None)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    commit, dirty = git_state(tmp_path)
+    assert len(commit) == 40 and dirty is False
+    (tmp_path / "untracked.txt").write_text("results are not code\n")
+    assert git_state(tmp_path)[1] is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert git_state(tmp_path) == (commit, True)
+
+
+@pytest.mark.parametrize(
+    "edit, optimizer, message",
+    [
+        (lambda p: None, "adam", r"unknown optimizer 'adam': choose one of .*sgd_2x.* \(optim\.\* in params.yaml\)"),
+        (lambda p: p["train"].pop("lr"), "sgd", r"params.yaml has no 'train.lr'"),
+        (lambda p: p["optim"]["sam"].update(rho={"cifar100": 0.1}), "sam", r"optim.sam.rho has no value for 'cifar10'"),
+        (lambda p: p["train"].update(bn_update="second"), "sgd", r"train.bn_update is 'second': choose one of"),
+        (lambda p: p["train"].update(epochs=0), "sgd", r"train.epochs must be an integer >= 1"),
+        (lambda p: p["optim"]["sgd"].update(rho=0.1), "sgd", r"optimizer 'sgd' takes no rho"),
+        (lambda p: None, "sgd --noise 120", r"label-noise rate 1.2 must lie in \[0, 1\]: fix --noise \(percent\)"),
+    ],
+)
+def test_bad_params_fail_with_one_line_and_exit_2(params, tmp_path, capsys, edit, optimizer, message):
+    params = copy.deepcopy(params)
+    edit(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", *optimizer.split(), "--seed",
+            "0", "--out", str(tmp_path / "runs"), "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not list(tmp_path.rglob("model.pt"))

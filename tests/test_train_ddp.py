@@ -1,0 +1,90 @@
+"""Data-parallel training with 2 gloo processes on CPU: one run, one set of outputs, identical replicas."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+
+from unitgrad import train
+from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
+from unitgrad.models import create_model
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = 2
+RUN = "cifar10/cifar_resnet8/pugd/noise0/seed0"
+
+
+def tiny_cifar(dataset, root):
+    rng = np.random.default_rng(0)
+    y_tr, y_te = np.repeat(np.arange(10), 4), np.repeat(np.arange(10), 3)
+    x_tr = (rng.integers(0, 64, (40, 32, 32, 3)) + 19 * y_tr[:, None, None, None]).astype(np.uint8)
+    x_te = (rng.integers(0, 64, (30, 32, 32, 3)) + 19 * y_te[:, None, None, None]).astype(np.uint8)
+    return x_tr, y_tr, x_te, y_te, [f"class{i}" for i in range(10)]
+
+
+def tiny_params(path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["data"]["loader"]["train_per_class"] = 4
+    params["train"].update(epochs=2, batch_size=8, warmup_epochs=0.5, device="cpu")
+    path.write_text(yaml.safe_dump(params))
+
+
+def _worker(rank, port, tmp, optimizer):
+    """One process as torchrun starts it: its rank in the environment, then the `unitgrad train` CLI."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    train.load_cifar = tiny_cifar
+    created = []
+    make = train.create_model
+    train.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]
+    argv = ["--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", optimizer, "--seed", "0",
+            "--out", f"{tmp}/runs", "--params", f"{tmp}/params.yaml"]  # fmt: skip
+    assert train.main(argv) == 0
+    assert not dist.is_initialized()  # the CLI left the process group it joined
+    state = {k: v.detach().clone() for k, v in created[0].state_dict().items()}
+    torch.save(state, Path(tmp) / f"replica{rank}.pt")
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_torchrun_style_cli_trains_one_run_on_two_gloo_processes(tmp_path, capfd):
+    tiny_params(tmp_path / "params.yaml")
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path), "pugd"), nprocs=WORLD, join=True)
+    assert capfd.readouterr().out.count("wrote ") == 1  # rank 0 alone reports (and writes)
+    replicas = [torch.load(tmp_path / f"replica{r}.pt", weights_only=True) for r in range(WORLD)]
+    first, second = replicas
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+    out = tmp_path / "runs" / RUN / "train"
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "dvclive", "labels.npz", "model.pt", "run.json"]
+    saved = torch.load(out / "model.pt", weights_only=True)["model"]
+    assert all(torch.equal(saved[k], first[k]) for k in first)
+    run = json.loads((out / "run.json").read_text())
+    assert run["world_size"] == WORLD
+    for name in ("train/loss.tsv", "test/acc.tsv"):
+        rows = (out / "dvclive" / "plots" / "metrics" / name).read_text().splitlines()[1:]
+        assert [int(row.split("\t")[0]) for row in rows] == [0, 1]  # written once, by rank 0
+    # Each rank scores its shard of the test set with rank 0's BN statistics; the sums equal one full pass.
+    model = create_model("cifar_resnet8", 10).eval()
+    model.load_state_dict(saved)
+    _, _, x_te, y_te, _ = tiny_cifar("cifar10", None)
+    x, y = next(iter(DeviceLoader(x_te, y_te, 30, "cpu", CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"], train=False)))
+    with torch.no_grad():
+        logits = model(x)
+    test = json.loads((out / "dvclive" / "metrics.json").read_text())["test"]
+    assert test["acc"] == (logits.argmax(1) == y).double().mean().item()
+    assert test["loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
