@@ -36,7 +36,7 @@ def _tiny_params(source: Path) -> dict:
     params["data"]["loader"]["train_per_class"] = 4
     params["grid"].update(optimizers=["sgd", "pugd"], seeds=[0])
     params["noise"].update(optimizers=["sgd"], seeds=[0])
-    params["train"].update(epochs=1, batch_size=8, warmup_epochs=0)
+    params["train"].update(epochs=1, batch_size=8, warmup_epochs=0, monitor_per_class=2)
     params["evaluate"]["batch_size"] = 50
     return params
 

@@ -40,6 +40,7 @@ def params(monkeypatch):
     torch.set_num_threads(1)
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["data"]["loader"]["train_per_class"] = 6
+    p["train"]["monitor_per_class"] = None
     p["train"].update(epochs=1, batch_size=16, warmup_epochs=0.5, device="cpu")
     return p
 
@@ -274,3 +275,12 @@ def test_bad_params_fail_with_one_line_and_exit_2(params, tmp_path, capsys, edit
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
     assert not list(tmp_path.rglob("model.pt"))
+
+
+def test_learning_curves_monitor_a_balanced_test_subset(params, tmp_path):
+    params["train"]["monitor_per_class"] = 2
+    data = train._load_data(config(params))
+    assert np.bincount(data.test_y).tolist() == [2] * 10
+    params["train"]["monitor_per_class"] = 5  # the tiny test set has 4 per class
+    with pytest.raises(UnitgradError, match="train.monitor_per_class is 5"):
+        train._load_data(config(params))

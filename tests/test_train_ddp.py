@@ -34,6 +34,7 @@ def tiny_cifar(dataset, root):
 def tiny_params(path):
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["loader"]["train_per_class"] = 4
+    params["train"]["monitor_per_class"] = None
     params["train"].update(epochs=2, batch_size=8, warmup_epochs=0.5, device="cpu")
     path.write_text(yaml.safe_dump(params))
 

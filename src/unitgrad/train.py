@@ -99,6 +99,7 @@ class RunConfig:
     channels_last: bool
     compile: bool
     eval_every: int
+    monitor_per_class: int | None
 
     @classmethod
     def from_params(
@@ -155,6 +156,7 @@ class RunConfig:
             channels_last=get(params, "train.channels_last"),
             compile=get(params, "train.compile"),
             eval_every=get(params, "train.eval_every"),
+            monitor_per_class=get(params, "train.monitor_per_class"),
         )
         config.validate()
         return config
@@ -176,6 +178,7 @@ class RunConfig:
             "train.batch_size": self.batch_size,
             "train.eval_every": self.eval_every,
             "data.loader.train_per_class": 1 if self.train_per_class is None else self.train_per_class,
+            "train.monitor_per_class": 1 if self.monitor_per_class is None else self.monitor_per_class,
         }
         for key, value in integers.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -268,6 +271,14 @@ def _load_data(cfg: RunConfig) -> _Data:
     labels = clean
     if cfg.noise > 0:
         labels = noisy_labels(clean, len(classes), cfg.noise, kind=cfg.noise_kind, seed=cfg.seed)
+    if cfg.monitor_per_class is not None:  # the learning curves' test set; `unitgrad evaluate` scores all of it
+        if cfg.monitor_per_class > np.bincount(y_te).min():
+            raise UnitgradError(
+                f"train.monitor_per_class is {cfg.monitor_per_class}, more than the test set has per class: "
+                "lower it or set null"
+            )
+        monitored = balanced_subset(y_te, cfg.monitor_per_class, seed=SUBSET_SEED)
+        x_te, y_te = x_te[monitored], y_te[monitored]
     return _Data(x_tr[indices], labels, x_te, y_te, len(classes), indices, clean)
 
 
