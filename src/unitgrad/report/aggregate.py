@@ -1,0 +1,188 @@
+"""Collect every run under results/runs into tidy tables: runs, summary, paired comparisons, curves.
+
+A run directory is `<root>/<dataset>/<model>/<optimizer>/noise<pct>/seed<seed>/` (see
+`unitgrad.train.run_dir`); its identity comes from that path, its numbers from
+`train/dvclive/metrics.json`, `train/dvclive/plots/metrics/**.tsv`, `train/run.json` and `eval.json`.
+Accuracies stay fractions in [0, 1] here; figures and tables show percentages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from unitgrad.errors import UnitgradError
+from unitgrad.report.stats import describe, paired_difference
+
+ID_COLUMNS = ["dataset", "model", "optimizer", "noise", "seed"]
+CONFIG_COLUMNS = ["dataset", "model", "optimizer", "noise"]
+SCALE_COLUMNS = ["epochs", "train_size"]
+# Metrics worth a paired test: the paper's claims are about clean accuracy and corruption robustness.
+PAIRED_METRICS = ("clean_acc", "mca")
+PAIRED_COLUMNS = ["dataset", "model", "noise", "metric", "optimizer", "reference", "n", "mean_diff",
+                  "ci95_low", "ci95_high", "p_value", "note"]
+
+# noise<pct> per the run-directory contract; a decimal rate (noise0.4) is read as a rate, because DVC
+# matrix stages can only paste the params value into the path.
+_RUN_PATTERN = re.compile(r"noise(\d+(?:\.\d+)?)/seed(\d+)$")
+_NO_RUNS_FIX = "run `dvc repro train` (and `dvc repro evaluate`) first"
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Run directories under `root` that hold training metrics or an evaluation, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UnitgradError(f"{root} does not exist: {_NO_RUNS_FIX}")
+    runs = sorted(
+        seed_dir
+        for seed_dir in root.glob("*/*/*/noise*/seed*")
+        if _RUN_PATTERN.search(seed_dir.as_posix())
+        and ((seed_dir / "train/dvclive/metrics.json").is_file() or (seed_dir / "eval.json").is_file())
+    )
+    if not runs:
+        raise UnitgradError(f"no finished runs under {root}: {_NO_RUNS_FIX}")
+    return runs
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnitgradError(f"{path} is unreadable ({exc.__class__.__name__}): rerun the stage that writes it") from exc
+
+
+def _identity(run: Path) -> dict[str, Any]:
+    match = _RUN_PATTERN.search(run.as_posix())
+    dataset, model, optimizer = run.parts[-5:-2]
+    return {
+        "dataset": dataset,
+        "model": model,
+        "optimizer": optimizer,
+        "noise": float(match.group(1)) if "." in match.group(1) else int(match.group(1)) / 100,
+        "seed": int(match.group(2)),
+    }
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat: dict[str, Any] = {}
+    for key, value in node.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def _config_value(config: dict[str, Any], key: str) -> Any:
+    """`key` from the run config, flat or nested (e.g. `epochs` or `train.epochs`); None if absent."""
+    matches = [(dotted.count("."), value) for dotted, value in _flatten(config).items()
+               if dotted.rsplit(".", 1)[-1] == key]
+    return min(matches, key=lambda m: m[0])[1] if matches else None
+
+
+def _read_tsv_curves(plots_dir: Path) -> list[tuple[str, int, float]]:
+    """(metric, epoch, value) from DVCLive's `step<TAB><name>` files; metric = path joined by '_'."""
+    rows = []
+    for tsv in sorted(plots_dir.rglob("*.tsv")):
+        metric = "_".join(tsv.relative_to(plots_dir).with_suffix("").parts)
+        frame = pd.read_csv(tsv, sep="\t")
+        value_columns = [c for c in frame.columns if c not in {"step", "timestamp"}]
+        if "step" not in frame.columns or len(value_columns) != 1:
+            raise UnitgradError(f"{tsv} is not a DVCLive metric file (step + one value column): rerun training")
+        rows += [(metric, int(s), float(v)) for s, v in zip(frame["step"], frame[value_columns[0]])]
+    return rows
+
+
+def read_run(run: Path) -> tuple[dict[str, Any], dict[str, float], list[tuple[str, int, float]]]:
+    """(identity and scale, final metrics, learning-curve points) of one run directory."""
+    ident = _identity(run)
+    metrics: dict[str, float] = {}
+    curves: list[tuple[str, int, float]] = []
+    train = run / "train"
+    config: dict[str, Any] = {}
+    if (train / "run.json").is_file():
+        provenance = _read_json(train / "run.json")
+        config = provenance.get("config", {}) or {}
+        if provenance.get("wall_time_s") is not None:
+            metrics["wall_time_s"] = float(provenance["wall_time_s"])
+    if (train / "dvclive/metrics.json").is_file():
+        final = _read_json(train / "dvclive/metrics.json")
+        for split in ("train", "test"):
+            for name in ("acc", "loss"):
+                value = final.get(split, {}).get(name) if isinstance(final.get(split), dict) else None
+                if value is not None:
+                    metrics[f"{split}_{name}"] = float(value)
+    if (train / "dvclive/plots/metrics").is_dir():
+        curves = _read_tsv_curves(train / "dvclive/plots/metrics")
+    if (run / "eval.json").is_file():
+        evaluation = _read_json(run / "eval.json")
+        clean = evaluation.get("clean", {})
+        for name in ("acc", "loss", "ece"):
+            if clean.get(name) is not None:
+                metrics["ece" if name == "ece" else f"clean_{name}"] = float(clean[name])
+        if evaluation.get("mca") is not None:
+            metrics["mca"] = float(evaluation["mca"])
+        for corruption, by_severity in (evaluation.get("corruption") or {}).items():
+            for severity, acc in by_severity.items():
+                metrics[f"corruption/{corruption}/{int(severity)}"] = float(acc)
+    if "clean_acc" not in metrics and "test_acc" in metrics:
+        # Not evaluated yet: the final test accuracy of training is the same network on the same test set.
+        metrics["clean_acc"] = metrics["test_acc"]
+    # The logged curves say how many epochs actually ran (sgd_2x doubles them); the config is the fallback.
+    epochs = 1 + max(epoch for _, epoch, _ in curves) if curves else _config_value(config, "epochs")
+    scale = {"epochs": float(epochs) if epochs is not None else math.nan, "train_size": math.nan}
+    if (train / "labels.npz").is_file():
+        with np.load(train / "labels.npz") as labels:
+            scale["train_size"] = float(len(labels["train_indices"]))
+    return {**ident, **scale}, metrics, curves
+
+
+def collect(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, curves): one tidy row per run × final metric, and one per run × metric × epoch."""
+    run_rows, curve_rows = [], []
+    for run in find_runs(root):
+        ident, metrics, curves = read_run(run)
+        run_rows += [{**ident, "metric": m, "value": v} for m, v in metrics.items()]
+        curve_rows += [{**{k: ident[k] for k in ID_COLUMNS}, "epoch": e, "metric": m, "value": v}
+                       for m, e, v in curves]
+    runs = pd.DataFrame(run_rows, columns=ID_COLUMNS + SCALE_COLUMNS + ["metric", "value"])
+    curves = pd.DataFrame(curve_rows, columns=ID_COLUMNS + ["epoch", "metric", "value"])
+    return runs.sort_values(ID_COLUMNS + ["metric"], ignore_index=True), curves.sort_values(
+        ID_COLUMNS + ["metric", "epoch"], ignore_index=True)
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration × metric: mean, std, n, ci95 (t-based half-width) and the seeds used."""
+    rows = []
+    for key, group in runs.groupby(CONFIG_COLUMNS + ["metric"], sort=True):
+        scale = {c: group[c].max() for c in SCALE_COLUMNS}
+        rows.append({**dict(zip(CONFIG_COLUMNS + ["metric"], key)), **scale, **describe(group["value"]),
+                     "seeds": " ".join(str(s) for s in sorted(group["seed"]))})
+    return pd.DataFrame(rows, columns=CONFIG_COLUMNS + ["metric"] + SCALE_COLUMNS
+                        + ["mean", "std", "n", "ci95", "seeds"])
+
+
+def paired(runs: pd.DataFrame, references: list[str], min_seeds: int) -> pd.DataFrame:
+    """Every optimizer minus each reference optimizer, paired by seed within dataset/model/noise."""
+    rows = []
+    selected = runs[runs["metric"].isin(PAIRED_METRICS)]
+    for (dataset, model, noise, metric), group in selected.groupby(["dataset", "model", "noise", "metric"]):
+        by_seed = group.pivot_table(index="seed", columns="optimizer", values="value")
+        for reference in references:
+            if reference not in by_seed.columns:
+                continue
+            for optimizer in by_seed.columns:
+                if optimizer == reference:
+                    continue
+                pairs = by_seed[[optimizer, reference]].dropna()
+                if pairs.empty:
+                    continue
+                rows.append({"dataset": dataset, "model": model, "noise": noise, "metric": metric,
+                             "optimizer": optimizer, "reference": reference,
+                             **paired_difference(pairs[optimizer], pairs[reference], min_seeds)})
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)

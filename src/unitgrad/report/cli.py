@@ -1,0 +1,149 @@
+"""`unitgrad report <step>`: one DVC stage per step, each with fixed inputs and fixed output names.
+
+  aggregate  results/runs/**            → results/{runs,summary,paired,curves}.csv
+  figures    the CSVs                   → results/figures/<name>.{png,pdf}
+  tables     the CSVs + params          → results/tables/<name>.md, paper/tables/<name>.tex
+  claims     summary + paired + params  → results/claims.md, paper/tables/claims.tex
+  all        the four, in order
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # the stages write files; no display is needed or assumed (notebooks keep theirs)
+
+import pandas as pd
+
+from unitgrad.config import get, load_params
+from unitgrad.errors import UnitgradError
+from unitgrad.io import atomic_path, write_text
+from unitgrad.report import aggregate, claims, figures, style, tables
+from unitgrad.report.references import PUBLISHED
+
+CSV_NAMES = ("runs", "summary", "paired", "curves")
+STEPS = ("aggregate", "figures", "tables", "claims")
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, na_rep="NaN")  # NaN spelled out: n = 1 has no std, not a zero
+
+
+def read_csv(results: Path, name: str) -> pd.DataFrame:
+    path = results / f"{name}.csv"
+    if not path.is_file():
+        raise UnitgradError(f"{path} not found: run `unitgrad report aggregate` (or `dvc repro`) first")
+    frame = pd.read_csv(path)
+    if "note" in frame.columns:
+        frame["note"] = frame["note"].fillna("")
+    return frame
+
+
+def run_aggregate(runs_root: Path, results: Path, params: dict[str, Any]) -> None:
+    runs, curves = aggregate.collect(runs_root)
+    references = [get(params, "report.reference_optimizer"), get(params, "report.baseline_optimizer")]
+    frames = {
+        "runs": runs,
+        "summary": aggregate.summarize(runs),
+        "paired": aggregate.paired(runs, references, int(get(params, "report.min_seeds_for_verdict"))),
+        "curves": curves,
+    }
+    for name in CSV_NAMES:
+        write_csv(frames[name], results / f"{name}.csv")
+
+
+def _join(values) -> str:
+    return ", ".join(str(v) for v in values) if len(values) else "none"
+
+
+def _per_dataset(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{v:g} ({style.dataset_label(k)})" for k, v in value.items())
+    return f"{value:g}"
+
+
+def setup_values(runs: pd.DataFrame, params: dict[str, Any]) -> dict[str, str]:
+    """What was actually run (from runs.csv) and the recipe it was run with (from params.yaml)."""
+    clean = runs[runs["noise"] == 0]
+    per_optimizer = clean.groupby("optimizer")["epochs"].max().dropna()
+    if per_optimizer.empty:
+        epochs = "unknown"
+    else:  # the common epoch count, and the optimizers that ran another one (sgd_2x)
+        common = per_optimizer.mode().iloc[0]
+        others = [f"{style.label(o)}: {e:g}" for o, e in per_optimizer.items() if e != common]
+        epochs = f"{common:g}" + (f" ({'; '.join(others)})" if others else "")
+    sizes = sorted(runs["train_size"].dropna().unique())
+    source, n_images = get(params, "data.corruptions.source"), get(params, "data.corruptions.n_images")
+    return {
+        "scale": str(get(params, "scale")),
+        "datasets": _join([style.dataset_label(d) for d in sorted(runs["dataset"].unique())]),
+        "models": _join(sorted(runs["model"].unique())),
+        "optimizers": _join([style.label(o) for o in style.ordered(runs["optimizer"].unique())]),
+        "seeds": _join(sorted(clean["seed"].unique())),
+        "epochs": epochs,
+        "train_size": _join([f"{s:g}" for s in sizes]) if sizes else "unknown",
+        "noise_rates": _join([f"{round(100 * r)} %" for r in sorted(runs.loc[runs["noise"] > 0, "noise"].unique())]),
+        "noise_kind": str(get(params, "noise.kind")),
+        "batch_size": str(get(params, "train.batch_size")),
+        "lr": f"{get(params, 'train.lr'):g}",
+        "momentum": f"{get(params, 'train.momentum'):g}",
+        "weight_decay": f"{get(params, 'train.weight_decay'):g}",
+        "warmup_epochs": str(get(params, "train.warmup_epochs")),
+        "label_smoothing": f"{get(params, 'train.label_smoothing'):g}",
+        "bn_update": str(get(params, "train.bn_update")).replace("_", " "),
+        "base_optimizer": str(get(params, "optim.base")).upper(),
+        "rho_sam": _per_dataset(get(params, "optim.sam.rho")),
+        "rho_asam": _per_dataset(get(params, "optim.asam.rho")),
+        "eta_asam": _per_dataset(get(params, "optim.asam.eta")),
+        "rho_pugd": _per_dataset(get(params, "optim.pugd.rho")),
+        "corruptions": f"generated, {n_images} test images" if source == "generate" else f"{source} CIFAR-C files",
+    }
+
+
+def run_figures(results: Path, figures_dir: Path) -> None:
+    figures.write_figures(read_csv(results, "runs"), read_csv(results, "summary"), read_csv(results, "curves"),
+                          figures_dir)
+
+
+def run_tables(results: Path, tex_dir: Path, params: dict[str, Any]) -> None:
+    runs = read_csv(results, "runs")
+    tables.write_tables(runs, read_csv(results, "summary"), read_csv(results, "paired"),
+                        setup_values(runs, params), results / "tables", tex_dir)
+
+
+def run_claims(results: Path, tex_dir: Path, params: dict[str, Any]) -> None:
+    scale = str(get(params, "scale"))
+    min_seeds = int(get(params, "report.min_seeds_for_verdict"))
+    checked = claims.check_claims(read_csv(results, "summary"), read_csv(results, "paired"), PUBLISHED,
+                                  scale, min_seeds)
+    write_text(results / "claims.md", claims.claims_markdown(checked, scale, min_seeds))
+    write_text(tex_dir / "claims.tex", claims.claims_latex(checked))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="unitgrad report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=STEPS + ("all",))
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="run directories to aggregate")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="CSVs, tables/, claims.md")
+    parser.add_argument("--figures", type=Path, default=Path("results/figures"))
+    parser.add_argument("--paper-tables", type=Path, default=Path("paper/tables"))
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    steps = STEPS if args.step == "all" else (args.step,)
+    for step in steps:
+        if step == "aggregate":
+            run_aggregate(args.runs, args.results, params)
+        elif step == "figures":
+            run_figures(args.results, args.figures)
+        elif step == "tables":
+            run_tables(args.results, args.paper_tables, params)
+        else:
+            run_claims(args.results, args.paper_tables, params)
+    return 0
