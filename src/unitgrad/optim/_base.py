@@ -2,7 +2,9 @@
 
 Every wrapper is a `torch.optim.Optimizer` whose `param_groups` list *is* the base optimizer's, so an LR
 scheduler built on the wrapper drives the base optimizer. All tensor work uses `torch._foreach_*` ops on
-buckets of parameters that share a param group, device and dtype; nothing reads a value back to the host.
+buckets of parameters that share a param group, device and dtype; nothing reads a value back to the host,
+and no parameter-sized tensor is allocated after the first step (on CPU each fresh allocation costs page
+faults that took longer than the arithmetic).
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from unitgrad.errors import UnitgradError
 
 EPS = 1e-12  # added to every norm in a denominator
 _SAVED = "w"  # state key: the weights at w while the optimizer is between first_step and second_step
+_SCRATCH = "scratch"  # state key: a parameter-sized work buffer, never checkpointed
+# torch optimizers with a fused implementation of the same update (equal to the default one up to rounding)
+_FUSABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 
 
 def check_nonnegative(name: str, value: Any) -> float:
@@ -62,6 +67,50 @@ def _has_grad(p: Tensor) -> bool:
             "sparse gradients are not supported by unitgrad.optim: use dense embeddings"
         )
     return p.grad is not None
+
+
+def fused_supported(base_cls: type[torch.optim.Optimizer], params: list[Any]) -> bool:
+    """True when `base_cls` is torch's SGD/Adam/AdamW and every parameter is a floating-point CPU or CUDA tensor."""
+    return base_cls in _FUSABLE and all(
+        isinstance(p, Tensor)
+        and p.device.type in ("cpu", "cuda")
+        and p.is_floating_point()
+        for p in params
+    )
+
+
+class _PlainStep:
+    """The base optimizer as GradScaler sees it in `second_step`: its param groups and step, nothing else.
+
+    GradScaler hands a fused optimizer its inf flag instead of skipping `step()`, and torch's fused SGD then
+    stores uninitialised momentum when the very first step is skipped; this view makes GradScaler skip it.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.param_groups = optimizer.param_groups
+        self.step = optimizer.step
+
+
+def abs_into(out: list[Tensor], tensors: list[Tensor]) -> None:
+    """out ← |tensors| element-wise, into existing buffers."""
+    # foreach ops are a loop over tensors on CPU, so per-tensor `out=` saves a pass; on an accelerator a
+    # kernel launch per tensor costs more than the extra pass of the multi-tensor kernels.
+    if tensors[0].device.type == "cpu":
+        for tensor, buffer in zip(tensors, out):
+            torch.abs(tensor, out=buffer)
+    else:
+        torch._foreach_copy_(out, tensors)
+        torch._foreach_abs_(out)
+
+
+def add_scaled_(tensors: list[Tensor], others: list[Tensor], scale: Tensor) -> None:
+    """tensors ← tensors + scale·others for a 0-dim `scale`, without reading it on the host; `others` is consumed."""
+    # One pass on CPU; on an accelerator a broadcast `scale` would leave the multi-tensor kernels' fast path.
+    if tensors[0].device.type == "cpu":
+        torch._foreach_addcmul_(tensors, others, [scale] * len(tensors))
+    else:
+        torch._foreach_mul_(others, scale)
+        torch._foreach_add_(tensors, others)
 
 
 def global_norm(tensor_lists: list[list[Tensor]]) -> Tensor:
@@ -138,25 +187,24 @@ class TwoPassOptimizer(WrappedOptimizer):
 
     Subclasses define the direction d and the optional element-wise factor a (`_direction`), whether the first
     pass's gradient is dropped before the second pass (`zero_grad_between_passes`), and what is done to the
-    second-pass gradient before the base step (`_prepare_step`).
+    second-pass gradient before the base step (`_prepare_step`). `first_step` turns d into e in place: it must
+    be a buffer of this optimizer, or gradients that are dropped afterwards.
     """
 
     zero_grad_between_passes = True
-    direction_is_grad = False  # True: `_direction` returns the .grad tensors themselves, which must not change
     _first_pass_finite: Tensor | None = None
     _mid_step = False  # between first_step and second_step: the saved weights are live
 
     def state_dict(self) -> dict[str, Any]:
         """As `WrappedOptimizer.state_dict`; the saved weights are included only between the two steps."""
         state_dict = super().state_dict()
-        if (
-            not self._mid_step
-        ):  # the buffers are stale between steps: keep checkpoints lean
-            own = {
-                i: {k: v for k, v in s.items() if k != _SAVED}
-                for i, s in state_dict["state"].items()
-            }
-            state_dict["state"] = {i: s for i, s in own.items() if s}
+        # Stale buffers are left out to keep checkpoints lean: the scratch always, the saved w between steps.
+        stale = {_SCRATCH} if self._mid_step else {_SCRATCH, _SAVED}
+        own = {
+            i: {k: v for k, v in s.items() if k not in stale}
+            for i, s in state_dict["state"].items()
+        }
+        state_dict["state"] = {i: s for i, s in own.items() if s}
         return state_dict
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -193,24 +241,22 @@ class TwoPassOptimizer(WrappedOptimizer):
             denom = norm + EPS
             for bucket, (d, factor) in zip(grad_buckets, directions):
                 scale = (bucket.group["rho"] / denom).to(d[0].device)
-                if self.direction_is_grad:
-                    e = torch._foreach_mul(d, scale)
-                else:
-                    torch._foreach_mul_(d, scale)
-                    e = d
+                torch._foreach_copy_(self._buffers(bucket, _SAVED), bucket.params)
                 if factor is not None:
-                    torch._foreach_mul_(e, factor)
-                saved = [self._saved_weight(p) for p in bucket.params]
-                torch._foreach_copy_(saved, bucket.params)
-                torch._foreach_add_(bucket.params, e)
+                    torch._foreach_mul_(d, factor)
+                add_scaled_(bucket.params, d, scale)
         if self.zero_grad_between_passes:
             self.zero_grad(set_to_none=True)
 
-    def _saved_weight(self, p: Tensor) -> Tensor:
-        state = self.state[p]
-        if _SAVED not in state:
-            state[_SAVED] = torch.empty_like(p, memory_format=torch.preserve_format)
-        return state[_SAVED]
+    def _buffers(self, bucket: Bucket, key: str) -> list[Tensor]:
+        """The `key` buffer of every parameter of `bucket`, created like the parameter on first use."""
+        buffers = []
+        for p in bucket.params:
+            state = self.state[p]
+            if key not in state:
+                state[key] = torch.empty_like(p, memory_format=torch.preserve_format)
+            buffers.append(state[key])
+        return buffers
 
     @torch.no_grad()
     def second_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
@@ -224,15 +270,15 @@ class TwoPassOptimizer(WrappedOptimizer):
             torch._foreach_copy_(
                 bucket.params, [self.state[p][_SAVED] for p in bucket.params]
             )
+        plain = _PlainStep(self.base_optimizer)
         if scaler is not None and scaler.is_enabled():
             self._carry_first_pass_overflow()
-            scaler.unscale_(self.base_optimizer)
+            scaler.unscale_(plain)
         self._mid_step = False
         self._prepare_step()
         if scaler is not None:
-            scaler.step(
-                self.base_optimizer
-            )  # skips the step if found inf/NaN (GradScaler's own host sync)
+            # skips the step if found inf/NaN (GradScaler's own host sync)
+            scaler.step(plain)
         else:
             self.base_optimizer.step()
         self._opt_called = True  # LR schedulers read this flag to check the optimizer stepped before them

@@ -8,7 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from unitgrad.optim._base import Bucket, TwoPassOptimizer, check_nonnegative
+from unitgrad.optim._base import (
+    _SCRATCH,
+    Bucket,
+    TwoPassOptimizer,
+    abs_into,
+    check_nonnegative,
+)
 
 
 class ASAM(TwoPassOptimizer):
@@ -29,6 +35,10 @@ class ASAM(TwoPassOptimizer):
         super().__init__(params, base_cls, own, base_kwargs)
 
     def _direction(self, bucket: Bucket) -> tuple[list[Tensor], list[Tensor] | None]:
-        scale = torch._foreach_abs(bucket.params)
+        scale = self._buffers(bucket, _SCRATCH)
+        abs_into(scale, bucket.params)
         torch._foreach_add_(scale, bucket.group["eta"])
-        return torch._foreach_mul(scale, bucket.grads), scale  # d = Tg, e ∝ T·d = T²g
+        grads = bucket.grads
+        # g is dropped after first_step: it can hold d = Tg
+        torch._foreach_mul_(grads, scale)
+        return grads, scale  # e ∝ T·d = T²g

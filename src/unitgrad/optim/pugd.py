@@ -13,7 +13,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from unitgrad.optim._base import Bucket, TwoPassOptimizer, check_nonnegative
+from unitgrad.optim._base import (
+    _SCRATCH,
+    Bucket,
+    TwoPassOptimizer,
+    abs_into,
+    check_nonnegative,
+)
 
 
 class PUGD(TwoPassOptimizer):
@@ -33,7 +39,9 @@ class PUGD(TwoPassOptimizer):
         )
 
     def _direction(self, bucket: Bucket) -> tuple[list[Tensor], list[Tensor] | None]:
-        direction = torch._foreach_abs(bucket.params)
+        # not in g: the second backward accumulates into it
+        direction = self._buffers(bucket, _SCRATCH)
+        abs_into(direction, bucket.params)
         torch._foreach_mul_(direction, bucket.grads)
         return direction, None
 

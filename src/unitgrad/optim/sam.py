@@ -14,8 +14,6 @@ from unitgrad.optim._base import Bucket, TwoPassOptimizer, check_nonnegative
 class SAM(TwoPassOptimizer):
     """Sharpness-aware minimisation around any base optimizer; `rho` may also be set per param group."""
 
-    direction_is_grad = True
-
     def __init__(
         self,
         params: Iterable[Any],
@@ -28,4 +26,5 @@ class SAM(TwoPassOptimizer):
         )
 
     def _direction(self, bucket: Bucket) -> tuple[list[Tensor], list[Tensor] | None]:
+        # g is dropped after first_step: it may be scaled in place
         return bucket.grads, None
