@@ -155,7 +155,7 @@ def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
             }
             del works
             gc.collect()
-        # the base step both implementations end with (torch.optim.SGD, per-parameter loop by default on CPU)
+        # the base step by implementation: the loop reference's (torch's default loop on CPU) vs fused (unitgrad's)
         steps = cfg.optimizer_repeats + 1
         base = {
             variant: min(base_step_seconds(shapes, device, torch.float32, variant, steps, CLOCKS[cfg.clock])[1:])
@@ -382,8 +382,8 @@ def render_markdown(summary: dict) -> str:
             "column is its own minimum."
         ),
         "",
-        "torch.optim.SGD base step alone (both implementations end with it; unitgrad uses torch's default, "
-        "the per-parameter loop on CPU): "
+        "torch.optim.SGD base step alone, by implementation (the loop reference ends with torch's default, a "
+        "per-parameter loop on CPU; unitgrad's create_optimizer picks the fused kernel): "
         + "; ".join(
             f"{name}: loop {b['loop'] * 1e3:.1f} ms, foreach {b['foreach'] * 1e3:.1f} ms, fused {b['fused'] * 1e3:.1f} ms"
             for name, rows in opt["by_model"].items()
