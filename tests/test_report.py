@@ -27,7 +27,7 @@ noise: {kind: symmetric}
 train: {batch_size: 128, lr: 0.1, momentum: 0.9, weight_decay: 5.0e-4, warmup_epochs: 1,
         label_smoothing: 0.0, bn_update: first_pass}
 optim: {base: sgd, sam: {rho: {cifar10: 0.05}}, asam: {rho: {cifar10: 0.5}, eta: 0.01}, pugd: {rho: 1.0}}
-report: {reference_optimizer: sam, baseline_optimizer: sgd, min_seeds_for_verdict: 3}
+report: {reference_optimizer: sam, baseline_optimizer: sgd, min_seeds_for_verdict: 3, match_tolerance_pp: 0.5}
 """
 FIGURES = ["accuracy", "learning_curves", "label_noise", "corruption_severity", "corruption_heatmap"]
 MD_TABLES = ["main", "label_noise", "corruption", "paired", "setup"]
@@ -222,9 +222,9 @@ def _summary_row(model, optimizer, mean, ci, n, epochs=200, train_size=50_000, n
             "epochs": epochs, "train_size": train_size, "mean": mean, "std": ci, "n": n, "ci95": ci, "seeds": ""}
 
 
-def _verdict(summary_rows, published, paired=None, scale="paper"):
+def _verdict(summary_rows, published, paired=None, scale="paper", tolerance_pp=0.5):
     paired = paired if paired is not None else pd.DataFrame(columns=aggregate.PAIRED_COLUMNS)
-    checked = claims.check_claims(pd.DataFrame(summary_rows), paired, published, scale, 3)
+    checked = claims.check_claims(pd.DataFrame(summary_rows), paired, published, scale, 3, tolerance_pp)
     return checked.iloc[3:].reset_index(drop=True)  # after the three directional rows
 
 
@@ -243,6 +243,13 @@ def test_published_number_needs_paper_scale():
     assert absent.loc[0, "verdict"] == claims.NOT_COMPARABLE and "not run here" in absent.loc[0, "reason"]
 
 
+def test_match_tolerance_comes_from_params():
+    ref = PublishedNumber("SAM, Table 1", "cifar10", "WRN-28-10", "cifar_wrn28_10", "sam", 97.3, 0.1)
+    row = [_summary_row("cifar_wrn28_10", "sam", 0.9650, 0.001, 5)]  # 0.8 pp below, CI 0.1 pp
+    assert _verdict(row, [ref], tolerance_pp=0.5).loc[0, "verdict"] == claims.NOT_SUPPORTED
+    assert _verdict(row, [ref], tolerance_pp=1.0).loc[0, "verdict"] == claims.SUPPORTED
+
+
 def _paired_row(low, high, n=3, noise=0.0):
     return {"dataset": "cifar10", "model": "cifar_resnet8", "noise": noise, "metric": "clean_acc",
             "optimizer": "pugd", "reference": "sam", "n": n, "mean_diff": (low + high) / 2, "ci95_low": low,
@@ -258,7 +265,7 @@ def _paired_row(low, high, n=3, noise=0.0):
 ])
 def test_directional_claim_needs_paper_scale_and_states_its_ci(low, high, n, epochs, verdict):
     summary = pd.DataFrame([_summary_row("cifar_resnet8", "pugd", 0.6, 0.01, n, epochs=epochs)])
-    checked = claims.check_claims(summary, pd.DataFrame([_paired_row(low, high, n)]), [], "smoke", 3)
+    checked = claims.check_claims(summary, pd.DataFrame([_paired_row(low, high, n)]), [], "smoke", 3, 0.5)
     clean = checked.iloc[0]
     assert clean["verdict"] == verdict
     assert f"95 % CI [{100 * low:+.2f}, {100 * high:+.2f}] pp" in clean["reproduced"]

@@ -17,7 +17,6 @@ from unitgrad.report import style
 from unitgrad.report.references import (
     DIRECTIONAL,
     FULL_TRAIN_SIZE,
-    MATCH_TOLERANCE_PP,
     PAPER_EPOCHS,
     DirectionalClaim,
     PublishedNumber,
@@ -29,13 +28,13 @@ DIRECTIONAL_PUBLISHED = "PUGD better than SAM"
 COLUMNS = ["claim", "source", "published", "reproduced", "scale", "verdict", "reason"]
 
 
-def comparability_text(min_seeds: int) -> str:
+def comparability_text(min_seeds: int, tolerance_pp: float) -> str:
     return (
         "A reproduced accuracy is *paper-scale comparable* to a published one only if it was run on the same "
         "dataset, with the artifact's equivalent of the same architecture, at the same label-noise rate, for at "
         f"least the published number of epochs ({PAPER_EPOCHS}), on the full training set (50 000 CIFAR "
         f"images), with at least {min_seeds} seeds. It is *supported* when the published value lies within the "
-        f"reproduced mean ± max(95 % CI, {MATCH_TOLERANCE_PP} percentage points), otherwise *not supported*. "
+        f"reproduced mean ± max(95 % CI, {tolerance_pp:g} percentage points), otherwise *not supported*. "
         "Anything less is *not comparable at this scale* and passes or fails nothing. "
         "Directional claims (PUGD vs SAM) compare two optimizers on the same seeds and configuration of any "
         f"architecture, under the same scale conditions (≥ {PAPER_EPOCHS} epochs, full training set, at least "
@@ -72,7 +71,8 @@ def _shortfalls(dataset: str, epochs: float, train_size: float, n: int, min_epoc
     return shortfalls
 
 
-def _published_row(ref: PublishedNumber, summary: pd.DataFrame, scale: str, min_seeds: int) -> dict[str, str]:
+def _published_row(ref: PublishedNumber, summary: pd.DataFrame, scale: str, min_seeds: int,
+                   tolerance_pp: float) -> dict[str, str]:
     published = f"{ref.value:.2f}" + (f" ± {ref.ci}" if ref.ci is not None else "") + " %"
     row = {"claim": ref.claim, "source": ref.source, "published": published, "reproduced": "—", "scale": "—"}
     if ref.model is None:
@@ -91,7 +91,7 @@ def _published_row(ref: PublishedNumber, summary: pd.DataFrame, scale: str, min_
     shortfalls = _shortfalls(ref.dataset, got["epochs"], got["train_size"], n, ref.epochs, min_seeds)
     if shortfalls:
         return {**row, "verdict": NOT_COMPARABLE, "reason": "; ".join(shortfalls)}
-    tolerance = max(_pp(got["ci95"]), MATCH_TOLERANCE_PP)
+    tolerance = max(_pp(got["ci95"]), tolerance_pp)
     gap = _pp(got["mean"]) - ref.value
     verdict = SUPPORTED if abs(gap) <= tolerance else NOT_SUPPORTED
     return {**row, "verdict": verdict,
@@ -144,12 +144,12 @@ def _p_text(p_value: float) -> str:
 
 
 def check_claims(summary: pd.DataFrame, paired: pd.DataFrame, published: list[PublishedNumber],
-                 scale: str, min_seeds: int) -> pd.DataFrame:
+                 scale: str, min_seeds: int, tolerance_pp: float) -> pd.DataFrame:
     """One row per claim (directional claims: one per dataset/model/noise rate run), with a verdict."""
     rows = []
     for claim in DIRECTIONAL:
         rows += _directional_rows(claim, paired, summary, scale, min_seeds)
-    rows += [_published_row(ref, summary, scale, min_seeds) for ref in published]
+    rows += [_published_row(ref, summary, scale, min_seeds, tolerance_pp) for ref in published]
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -157,7 +157,7 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def claims_markdown(claims: pd.DataFrame, scale: str, min_seeds: int) -> str:
+def claims_markdown(claims: pd.DataFrame, scale: str, min_seeds: int, tolerance_pp: float) -> str:
     counts = claims["verdict"].value_counts()
     lines = [
         "# Claims check",
@@ -165,7 +165,7 @@ def claims_markdown(claims: pd.DataFrame, scale: str, min_seeds: int) -> str:
         (f"Scale run: **{scale}** (params.yaml `scale`). Reproduced values are clean test accuracy, "
          "mean ± 95 % t-based CI across seeds; directional claims show the paired difference."),
         "",
-        comparability_text(min_seeds),
+        comparability_text(min_seeds, tolerance_pp),
         "",
         "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in (SUPPORTED, NOT_SUPPORTED, NOT_COMPARABLE)) + ".",
         "",

@@ -16,11 +16,6 @@ PAPER = "Update in Unit Gradient (PUGD), arXiv 2110.00199"
 SAM_PAPER = "Foret et al., SAM, arXiv 2010.01412"
 ASAM_PAPER = "Kwon et al., ASAM, arXiv 2102.11600"
 
-# A comparable reproduction "matches" a published accuracy when the published value lies within
-# the reproduced mean ± max(95 % CI, this many percentage points): seed spread on CIFAR at 200
-# epochs is a few tenths of a point, and secondary-source tables round to 0.1–0.01.
-MATCH_TOLERANCE_PP = 0.5
-
 # Training-set sizes of the full datasets: paper-scale runs train on all of it.
 FULL_TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
 PAPER_EPOCHS = 200
