@@ -261,6 +261,7 @@ def test_git_state_reports_commit_and_dirty_tracked_files(tmp_path):
         (lambda p: p["optim"]["sam"].update(rho={"cifar100": 0.1}), "sam", r"optim.sam.rho has no value for 'cifar10'"),
         (lambda p: p["train"].update(bn_update="second"), "sgd", r"train.bn_update is 'second': choose one of"),
         (lambda p: p["train"].update(epochs=0), "sgd", r"train.epochs must be an integer >= 1"),
+        (lambda p: p["data"]["loader"].update(subset_seed=-1), "sgd", r"data.loader.subset_seed must be an integer >= 0"),
         (lambda p: p["optim"]["sgd"].update(rho=0.1), "sgd", r"optimizer 'sgd' takes no rho"),
         (lambda p: None, "sgd --noise 120", r"label-noise rate 1.2 must lie in \[0, 1\]: fix --noise \(percent\)"),
     ],
@@ -284,3 +285,12 @@ def test_learning_curves_monitor_a_balanced_test_subset(params, tmp_path):
     params["train"]["monitor_per_class"] = 5  # the tiny test set has 4 per class
     with pytest.raises(UnitgradError, match="train.monitor_per_class is 5"):
         train._load_data(config(params))
+
+
+def test_training_subset_depends_on_subset_seed_not_on_the_run_seed(params):
+    indices = lambda **run: train._load_data(config(params, **run)).train_indices  # noqa: E731
+    assert np.array_equal(indices(seed=0), indices(seed=1))
+    params["data"]["loader"]["subset_seed"] = 1
+    changed = indices(seed=0)
+    params["data"]["loader"]["subset_seed"] = 0
+    assert not np.array_equal(changed, indices(seed=0))

@@ -5,8 +5,8 @@ data.loader.*, data.root, noise.kind). `--noise` is a percent, like noise.rates 
 directory; `RunConfig.noise` is the fraction. Library use: `train_run(RunConfig.from_params(...), out_dir)`.
 
 Choices worth knowing:
-- The class-balanced training subset is drawn with a fixed seed (`SUBSET_SEED`), so runs that differ in
-  seed or optimizer see the same images and paired comparisons differ only by initialisation, data order
+- The class-balanced training subset (and the monitored test subset) is drawn with `data.loader.subset_seed`,
+  not the run seed, so runs that differ in seed or optimizer see the same images and paired comparisons differ only by initialisation, data order
   and, with label noise, which labels flip (drawn with the run seed). Test labels never change.
 - `sgd_2x` (any `<method>_<k>x` name) trains `<method>` for `train.epochs × optim.<name>.epochs_factor`.
 - The LR follows a linear warmup over `train.warmup_epochs` (fractions allowed) then a cosine to 0, per step.
@@ -58,7 +58,6 @@ from unitgrad.models import create_model
 from unitgrad.optim import bn_update_disabled, create_optimizer, first_pass_no_sync, is_two_pass
 from unitgrad.provenance import provenance, utc_now
 
-SUBSET_SEED = 0  # the balanced training subset is the same for every run (see the module docstring)
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes: older checkpoints then start fresh
 _REPEAT = re.compile(r"^(?P<method>.+)_\d+x$")  # sgd_2x -> sgd
@@ -80,6 +79,7 @@ class RunConfig:
     noise_kind: str
     data_root: str
     train_per_class: int | None
+    subset_seed: int
     crop_padding: int
     flip: bool
     cutout: int
@@ -137,6 +137,7 @@ class RunConfig:
             noise_kind=get(params, "noise.kind") if noise > 0 else None,  # clean runs do not depend on it
             data_root=str(get(params, "data.root")),
             train_per_class=get(params, "data.loader.train_per_class"),
+            subset_seed=get(params, "data.loader.subset_seed"),
             crop_padding=get(params, "data.loader.crop_padding"),
             flip=get(params, "data.loader.flip"),
             cutout=get(params, "data.loader.cutout"),
@@ -183,6 +184,8 @@ class RunConfig:
         for key, value in integers.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UnitgradError(f"{key} must be an integer >= 1, got {value!r}")
+        if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int) or self.subset_seed < 0:
+            raise UnitgradError(f"data.loader.subset_seed must be an integer >= 0, got {self.subset_seed!r}")
         if not (isinstance(self.warmup_epochs, (int, float)) and 0 <= self.warmup_epochs <= self.epochs):
             raise UnitgradError(f"train.warmup_epochs must lie in [0, train.epochs], got {self.warmup_epochs!r}")
         if not 0.0 <= self.noise <= 1.0:
@@ -265,7 +268,7 @@ def _load_data(cfg: RunConfig) -> _Data:
     indices = (
         np.arange(len(y_tr), dtype=np.int64)
         if cfg.train_per_class is None
-        else balanced_subset(y_tr, cfg.train_per_class, seed=SUBSET_SEED)
+        else balanced_subset(y_tr, cfg.train_per_class, seed=cfg.subset_seed)
     )
     clean = y_tr[indices].astype(np.int64)
     labels = clean
@@ -277,7 +280,7 @@ def _load_data(cfg: RunConfig) -> _Data:
                 f"train.monitor_per_class is {cfg.monitor_per_class}, more than the test set has per class: "
                 "lower it or set null"
             )
-        monitored = balanced_subset(y_te, cfg.monitor_per_class, seed=SUBSET_SEED)
+        monitored = balanced_subset(y_te, cfg.monitor_per_class, seed=cfg.subset_seed)
         x_te, y_te = x_te[monitored], y_te[monitored]
     return _Data(x_tr[indices], labels, x_te, y_te, len(classes), indices, clean)
 
