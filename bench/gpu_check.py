@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import platform
@@ -22,7 +23,7 @@ import traceback
 from pathlib import Path
 
 import torch
-from harness import OptimizerWork, make_optimizer, run_two_pass_step, synchronize
+from harness import OptimizerWork, check_loop_reference, make_optimizer, run_two_pass_step, synchronize
 
 METHODS = ("sgd", "sam", "pugd")
 PAPER_PARAMS = Path(__file__).resolve().parents[1] / "params.paper.yaml"
@@ -40,10 +41,25 @@ class Sizes:
     epoch_model: str
     epoch_images: int
     epoch_batch: int
+    # measured last, at the paper's batch size only, to complete the GPU-hours estimate
+    estimate_models: tuple[str, ...]
+    estimate_batch: int
 
 
-GPU = Sizes(("cifar_resnet18", "cifar_wrn28_10"), (128, 512), 3, 10, 3, 5, "cifar_resnet18", 25_600, 512)
-CPU_DRY_RUN = Sizes(("cifar_resnet8",), (8, 16), 1, 2, 2, 2, "cifar_resnet8", 64, 16)
+GPU = Sizes(
+    ("cifar_resnet18", "cifar_wrn28_10"),
+    (128, 512),
+    3,
+    10,
+    5,
+    5,
+    "cifar_resnet18",
+    25_600,
+    512,
+    ("cifar_pyramidnet110_a270", "cifar_resnet32"),
+    128,
+)
+CPU_DRY_RUN = Sizes(("cifar_resnet8",), (8, 16), 1, 2, 2, 2, "cifar_resnet8", 64, 16, ("cifar_resnet20",), 8)
 
 
 def parse_args(argv):
@@ -82,17 +98,14 @@ def make_step(method: str, model, device):
     return step
 
 
-def time_steps(step, device, steps: int, repeats: int) -> float:
-    """Seconds per step: the best over `repeats` runs of `steps` back-to-back steps (queue kept full)."""
-    best = math.inf
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        synchronize(device)
-        best = min(best, (time.perf_counter() - start) / steps)
-    return best
+def time_steps(step, device, steps: int) -> float:
+    """Seconds per step over `steps` back-to-back steps (queue kept full)."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return (time.perf_counter() - start) / steps
 
 
 def check_no_sync(step, device) -> str:
@@ -102,56 +115,74 @@ def check_no_sync(step, device) -> str:
     torch.cuda.set_sync_debug_mode("error")
     try:
         step()
-        synchronize(device)
-        return "ok"
+        verdict = "ok"
     except RuntimeError as exc:
-        return "SYNC: " + str(exc).splitlines()[0]
+        verdict = "SYNC: " + str(exc).splitlines()[0]
     finally:
         torch.cuda.set_sync_debug_mode(0)
+    synchronize(device)  # outside the check: waiting for the queued step is not a sync inside it
+    return verdict
 
 
-def measure_config(model_name: str, batch: int, method: str, sizes: Sizes, device) -> dict:
+def measure_group(model_name: str, batch: int, sizes: Sizes, device) -> list[dict]:
+    """One row per method for one model and batch size; the methods' repeats are interleaved, so every
+    ratio between them comes from the same stretch of time (the host's speed drifts between minutes)."""
     from unitgrad.models import create_model
 
-    torch.manual_seed(0)
-    model = create_model(model_name, num_classes=10).to(device, memory_format=torch.channels_last)
     x = torch.randn(batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,), device=device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    train_step = make_step(method, model, device)
+    steps, rows, shapes = {}, {}, None
+    for method in METHODS:
+        torch.manual_seed(0)
+        before = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        model = create_model(model_name, num_classes=10).to(device, memory_format=torch.channels_last)
+        shapes = [p.shape for p in model.parameters()]
+        steps[method] = functools.partial(make_step(method, model, device), x, y)
+        for _ in range(sizes.warmup):
+            steps[method]()
+        rows[method] = {"model": model_name, "batch": batch, "method": method}
+        if device.type == "cuda":  # this method's own footprint: model, optimizer state, activations
+            rows[method]["peak_memory_gib"] = (torch.cuda.max_memory_allocated(device) - before) / 2**30
+    best = dict.fromkeys(METHODS, math.inf)
+    for _ in range(sizes.repeats):
+        for method in METHODS:
+            best[method] = min(best[method], time_steps(steps[method], device, sizes.steps))
+    for method in METHODS:
+        rows[method].update(step_s=best[method], images_per_s=batch / best[method])
+        rows[method]["sync"] = check_no_sync(steps[method], device)
+    del steps
+    for method in METHODS:
+        if method != "sgd":
+            rows[method].update(optimizer_work(method, shapes, rows[method]["step_s"], sizes, device))
+    return list(rows.values())
 
-    def step():
-        return train_step(x, y)
 
-    for _ in range(sizes.warmup):
-        step()
-    step_s = time_steps(step, device, sizes.steps, sizes.repeats)
+def optimizer_work(method: str, shapes, step_s: float, sizes: Sizes, device) -> dict:
+    """unitgrad's first_step + second_step against both loop baselines, repeats interleaved; shares of `step_s`."""
+    implementations = ("unitgrad", "loop", "lean_loop")
+    benches = {impl: OptimizerWork(impl, method, shapes, device, torch.float32) for impl in implementations}
+    times = {impl: [] for impl in implementations}
+    for repeat in range(sizes.work_repeats + 1):  # the first step allocates state: warm-up
+        for impl, bench in benches.items():
+            seconds = sum(bench.step_seconds())
+            if repeat:
+                times[impl].append(seconds)
+    work = {impl: min(t) for impl, t in times.items()}
     row = {
-        "model": model_name,
-        "batch": batch,
-        "method": method,
-        "step_s": step_s,
-        "images_per_s": batch / step_s,
-        "sync": check_no_sync(step, device),
+        "optimizer_work_s": work["unitgrad"],
+        "optimizer_share": work["unitgrad"] / step_s,
+        "loop_work_s": work["loop"],
+        "optimizer_speedup_vs_loop": work["loop"] / work["unitgrad"],
+        "lean_loop_work_s": work["lean_loop"],
+        "optimizer_speedup_vs_lean_loop": work["lean_loop"] / work["unitgrad"],
     }
     if device.type == "cuda":
-        row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    if method != "sgd":
-        shapes = [p.shape for p in model.parameters()]
-        del model, step, train_step
-        work = {}
-        for impl in ("unitgrad", "loop"):
-            bench = OptimizerWork(impl, method, shapes, device, torch.float32)
-            times = [sum(bench.step_seconds()) for _ in range(sizes.work_repeats + 1)][1:]
-            work[impl] = min(times)
-            del bench
-        row.update(
-            optimizer_work_s=work["unitgrad"],
-            loop_work_s=work["loop"],
-            optimizer_share=work["unitgrad"] / step_s,
-            optimizer_speedup_vs_loop=work["loop"] / work["unitgrad"],
-        )
+        device_times = [benches["unitgrad"].device_seconds() for _ in range(sizes.work_repeats)]
+        device_work = min((sum(t) for t in device_times if t is not None), default=None)
+        if device_work is not None:
+            row.update(optimizer_device_s=device_work, optimizer_device_share=device_work / step_s)
     return row
 
 
@@ -207,34 +238,42 @@ def training_epoch(sizes: Sizes, device) -> dict:
 
 
 def paper_scale_hours(rows: list[dict], params_path: Path) -> dict:
-    """GPU-hours of the paper-scale main grid per measured model, from the step times at its batch size.
+    """GPU-hours of the paper-scale training runs per model, from the step times at the paper's batch size.
 
-    Per model: datasets x seeds x sum over optimizers of epochs x steps per epoch x step time, with
-    the epochs (and sgd_2x's epochs_factor) from params.paper.yaml. One-pass methods (sgd, sgd_2x,
-    ugd) take SGD's step time; ASAM takes SAM's (same work). Evaluation is not counted.
+    The main grid: datasets x seeds x the sum over optimizers of epochs x steps per epoch x step time,
+    with the epochs (and sgd_2x's epochs_factor) from params.paper.yaml; the label-noise grid likewise
+    (one dataset, its model, rates x optimizers x seeds). One-pass methods (sgd, sgd_2x, ugd) take
+    SGD's step time; ASAM takes SAM's (same work). Evaluation is not counted. A model whose step
+    times were not all measured is left out.
     """
     import yaml
 
     params = yaml.safe_load(params_path.read_text())
-    train, grid = params["train"], params["grid"]
+    train, grid, noise = params["train"], params["grid"], params["noise"]
     steps_per_epoch = 50_000 // train["batch_size"]  # CIFAR training set, full (train_per_class: null)
     step_of = {"sgd": "sgd", "ugd": "sgd", "sam": "sam", "asam": "sam", "pugd": "pugd"}
-    hours = {}
-    for model_name in grid["models"]:
+
+    def hours(model_name: str, optimizers: list[str], runs_per_optimizer: int) -> float | None:
         times = {
             r["method"]: r["step_s"] for r in rows if r["model"] == model_name and r["batch"] == train["batch_size"]
         }
         total = 0.0
-        for opt in grid["optimizers"]:
+        for opt in optimizers:
             base = opt.partition("_")[0]  # sgd_2x -> sgd
-            epochs = train["epochs"] * (params["optim"].get(opt, {}) or {}).get("epochs_factor", 1)
             if step_of.get(base) not in times:
-                total = None
-                break
+                return None
+            epochs = train["epochs"] * (params["optim"].get(opt, {}) or {}).get("epochs_factor", 1)
             total += epochs * steps_per_epoch * times[step_of[base]]
-        if total is not None:
-            hours[model_name] = total * len(grid["datasets"]) * len(grid["seeds"]) / 3600
-    return hours
+        return total * runs_per_optimizer / 3600
+
+    estimates = {
+        f"main grid, {m}": hours(m, grid["optimizers"], len(grid["datasets"]) * len(grid["seeds"]))
+        for m in grid["models"]
+    }
+    estimates[f"label-noise grid, {noise['model']}"] = hours(
+        noise["model"], noise["optimizers"], len(noise["rates"]) * len(noise["seeds"])
+    )
+    return {k: v for k, v in estimates.items() if v is not None}
 
 
 def device_info(device) -> dict:
@@ -275,23 +314,29 @@ def render(result: dict) -> str:
         f"{info['date']}; torch {info['torch']}"
         + (f", CUDA {info['cuda']}, cuDNN {info['cudnn']}" if "cuda" in info else "")
         + f"; sizes: {result['sizes']['name']}. bf16 autocast, channels_last, SGD base "
-        "(momentum 0.9, wd 5e-4); times are the best of several repeats. "
+        "(momentum 0.9, wd 5e-4); times are the best of several repeats, the methods' repeats interleaved. "
         "Reproduce: `bash bench/gpu_check.sh`.",
         "",
         (
-            "| model | batch | method | step ms | images/s | × SGD | opt work ms | share | loop work ms "
-            "| vs loop | peak GiB | sync |"
+            "| model | batch | method | step ms | images/s | × SGD | opt work ms | share | GPU-only ms | share "
+            "| loop work ms | vs loop | vs lean loop | peak GiB | sync |"
         ),
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     ratio = {(r["model"], r["batch"], r["method"]): r["ratio"] for r in result["two_pass_over_sgd"]}
     for r in result["rows"]:
         key = (r["model"], r["batch"], r["method"])
+        gpu_only = (
+            f"{r['optimizer_device_s'] * 1e3:.2f} | {r['optimizer_device_share']:.1%}"
+            if "optimizer_device_s" in r
+            else "– | –"
+        )
         work = (
-            f"{r['optimizer_work_s'] * 1e3:.2f} | {r['optimizer_share']:.1%} | {r['loop_work_s'] * 1e3:.2f} "
-            f"| {r['optimizer_speedup_vs_loop']:.1f}×"
+            f"{r['optimizer_work_s'] * 1e3:.2f} | {r['optimizer_share']:.1%} | {gpu_only} | "
+            f"{r['loop_work_s'] * 1e3:.2f} | {r['optimizer_speedup_vs_loop']:.1f}× | "
+            f"{r['optimizer_speedup_vs_lean_loop']:.1f}×"
             if "optimizer_work_s" in r
-            else "– | – | – | –"
+            else "– | – | – | – | – | – | –"
         )
         peak = f"{r['peak_memory_gib']:.2f}" if "peak_memory_gib" in r else "–"
         lines.append(
@@ -308,6 +353,27 @@ def render(result: dict) -> str:
                 f"images/s), loss {e['first_loss']:.3f} → {e['last_loss']:.3f}, finite: {e['finite']}."
             ),
         ]
+    if "loop_reference_check" in result:
+        lines += [
+            "",
+            "Baselines (bench/loop_reference.py) against unitgrad.optim on this device, float64, max |Δw| after "
+            "3 steps: "
+            + "; ".join(
+                f"{baseline}: " + ", ".join(f"{k} {v:.1e}" for k, v in by_method.items())
+                for baseline, by_method in result["loop_reference_check"].items()
+            )
+            + ". Loop: per-parameter ops that allocate temporaries; lean loop: buffers allocated once, ops in place.",
+        ]
+    lines += [
+        "",
+        (
+            "Optimizer work = first_step + second_step (perturb, restore, normalise, fused SGD step) with gradients "
+            "pre-filled. *opt work*: wall time of the two calls alone, host Python and kernel launches included; "
+            "*GPU-only*: the same kernels timed by CUDA events while a sleep kernel keeps the queue full, which is "
+            "what they add to a step whose host runs ahead of the GPU. Shares are of this row's step time. The "
+            "loops' times are wall times like *opt work*."
+        ),
+    ]
     lines += [
         "",
         (
@@ -318,10 +384,11 @@ def render(result: dict) -> str:
     if result.get("paper_scale_gpu_hours"):
         lines += [
             "",
-            "Paper-scale main grid from these step times (params.paper.yaml: datasets x seeds x optimizers "
-            "x epochs, batch size as there; ASAM timed as SAM, UGD and sgd_2x as SGD; evaluation not counted): "
+            "Paper-scale training from these step times (params.paper.yaml: runs x epochs x steps, batch size "
+            "as there; ASAM timed as SAM, UGD and sgd_2x as SGD; evaluation not counted): "
             + "; ".join(f"{m_} ≈ {h:,.0f} GPU-hours" for m_, h in result["paper_scale_gpu_hours"].items())
-            + ". Models not measured here are not included.",
+            + f"; in all ≈ {sum(result['paper_scale_gpu_hours'].values()):,.0f} GPU-hours. "
+            "Models not measured here are not included.",
         ]
     if result["errors"]:
         lines += ["", "## Errors", ""] + [f"- {e}" for e in result["errors"]]
@@ -357,14 +424,24 @@ def main(argv=None) -> int:
         "errors": [],
         "skipped": [],
     }
-    plan = [(m, b, meth) for m in sizes.models for b in sizes.batches for meth in METHODS]
-    for model_name, batch, method in plan:
-        label = f"{model_name}/b{batch}/{method}"
+    try:  # the update on this device must be the reference's, or its timings mean nothing
+        result["loop_reference_check"] = check_loop_reference(device)
+    except Exception as exc:  # noqa: BLE001  (the error goes in the report)
+        result["errors"].append(f"loop reference check: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+    plan = [(m, b) for m in sizes.models for b in sizes.batches]
+    plan += ["training epoch"]
+    plan += [(m, sizes.estimate_batch) for m in sizes.estimate_models]
+    for item in plan:
+        label = item if isinstance(item, str) else "{}/b{}".format(*item)
         if time.monotonic() > deadline:
             result["skipped"].append(label)
             continue
         try:
-            result["rows"].append(measure_config(model_name, batch, method, sizes, device))
+            if isinstance(item, str):
+                result["epoch"] = training_epoch(sizes, device)
+            else:
+                result["rows"] += measure_group(*item, sizes, device)
         except Exception as exc:  # noqa: BLE001  (keep measuring the others; the error goes in the report)
             result["errors"].append(f"{label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             traceback.print_exc()
@@ -372,14 +449,6 @@ def main(argv=None) -> int:
             torch.cuda.empty_cache()
         write(result, args.out)
         print(label, "done", flush=True)
-    if time.monotonic() > deadline:
-        result["skipped"].append("training epoch")
-    else:
-        try:
-            result["epoch"] = training_epoch(sizes, device)
-        except Exception as exc:  # noqa: BLE001  (the error goes in the report)
-            result["errors"].append(f"training epoch: {type(exc).__name__}: {exc}")
-            traceback.print_exc()
     write(result, args.out)
     print((args.out / "gpu.md").read_text())
     return 1 if result["errors"] else 0

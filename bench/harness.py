@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 
 import torch
-from loop_reference import LOOP_OPTIMIZERS
+from loop_reference import LEAN_LOOP_OPTIMIZERS, LOOP_OPTIMIZERS
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 TWO_PASS_METHODS = ("sam", "asam", "pugd")
 # The training recipe of the paper scale (params.paper.yaml); timing does not depend on the values.
 BASE_KWARGS = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
 METHOD_KWARGS = {"sam": {"rho": 0.05}, "asam": {"rho": 0.5, "eta": 0.01}, "pugd": {"rho": 1.0}}
+BASELINES = {"loop": LOOP_OPTIMIZERS, "lean_loop": LEAN_LOOP_OPTIMIZERS}
 
 
 def synchronize(device: torch.device) -> None:
@@ -29,15 +30,15 @@ def synchronize(device: torch.device) -> None:
 
 
 def make_optimizer(impl: str, method: str, params: list[torch.Tensor]):
-    """`impl` "unitgrad": unitgrad.optim as training builds it (method "sgd" too); "loop": the baseline."""
+    """`impl` "unitgrad": unitgrad.optim as training builds it (method "sgd" too); "loop" or "lean_loop": a baseline."""
     if impl == "unitgrad":
         from unitgrad.optim import create_optimizer
 
         return create_optimizer(method, params, base="sgd", **METHOD_KWARGS.get(method, {}), **BASE_KWARGS)
-    if impl == "loop":
+    if impl in BASELINES:
         # foreach=False: torch's own per-parameter loop, also on CUDA where foreach is the default
         loop_sgd = functools.partial(torch.optim.SGD, foreach=False)
-        return LOOP_OPTIMIZERS[method](params, loop_sgd, **METHOD_KWARGS[method], **BASE_KWARGS)
+        return BASELINES[impl][method](params, loop_sgd, **METHOD_KWARGS[method], **BASE_KWARGS)
     raise ValueError(f"unknown implementation {impl!r}")
 
 
@@ -67,6 +68,32 @@ class OptimizerWork:
         self.grad_at_perturbed = [rand(s) * 1e-2 for s in shapes]
         self.optimizer = make_optimizer(impl, method, self.params)
         self.device = torch.device(device)
+
+    def device_seconds(self, sleep_cycles: int = 100_000_000) -> tuple[float, float] | None:
+        """(first_step, second_step) seconds of GPU execution alone, as in a training step that keeps the queue full.
+
+        A sleep kernel holds the GPU while the host enqueues both steps, so the CUDA events around them
+        time the kernels back to back, without the host's Python and launch time that `step_seconds`
+        includes. None when the host had not finished enqueuing before the sleep ended.
+        """
+        for p in self.params:
+            p.grad = None
+        accumulate_grads(self.params, self.grad_at_w)
+        synchronize(self.device)
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        torch.cuda._sleep(sleep_cycles)
+        events[0].record()
+        self.optimizer.first_step()
+        events[1].record()
+        accumulate_grads(self.params, self.grad_at_perturbed)
+        events[2].record()
+        self.optimizer.second_step()
+        events[3].record()
+        queue_was_full = not events[0].query()  # the GPU is still asleep: everything above was enqueued in time
+        synchronize(self.device)
+        if not queue_was_full:
+            return None
+        return events[0].elapsed_time(events[1]) / 1e3, events[2].elapsed_time(events[3]) / 1e3
 
     def step_seconds(self) -> tuple[float, float]:
         """(first_step seconds, second_step seconds) of one step."""
@@ -103,8 +130,8 @@ def base_step_seconds(shapes, device, dtype, variant: str, steps: int, clock=tim
     return times
 
 
-def check_loop_reference(device="cpu", steps: int = 3, atol: float = 1e-10) -> dict[str, float]:
-    """Max |w_unitgrad - w_loop| per method after `steps` real two-pass steps on a small float64 net.
+def check_loop_reference(device="cpu", steps: int = 3, atol: float = 1e-10) -> dict[str, dict[str, float]]:
+    """Max |w_unitgrad - w_baseline| per baseline and method after `steps` two-pass steps on a small float64 net.
 
     Raises AssertionError when they differ by more than `atol`: a baseline that computes a
     different update would make the speed comparison meaningless.
@@ -115,20 +142,22 @@ def check_loop_reference(device="cpu", steps: int = 3, atol: float = 1e-10) -> d
     ).to(device=device, dtype=torch.float64)
     x = torch.randn(6, 3, 8, 8, dtype=torch.float64, device=device)
     y = torch.randint(0, 5, (6,), device=device)
-    diffs = {}
+    diffs: dict[str, dict[str, float]] = {baseline: {} for baseline in BASELINES}
     for method in TWO_PASS_METHODS:
-        nets = {impl: copy.deepcopy(net) for impl in ("unitgrad", "loop")}
+        nets = {impl: copy.deepcopy(net) for impl in ("unitgrad", *BASELINES)}
         for impl, model in nets.items():
             opt = make_optimizer(impl, method, list(model.parameters()))
             for _ in range(steps):
                 run_two_pass_step(model, opt, lambda m: torch.nn.functional.cross_entropy(m(x), y))
-        diffs[method] = max(
-            (a - b).abs().max().item() for a, b in zip(nets["unitgrad"].parameters(), nets["loop"].parameters())
-        )
-        assert diffs[method] <= atol, (
-            f"{method}: unitgrad.optim and bench/loop_reference.py differ by {diffs[method]:.3g} "
-            f"(> {atol:g}); the speed baseline must compute the same update"
-        )
+        for baseline in BASELINES:
+            diff = max(
+                (a - b).abs().max().item() for a, b in zip(nets["unitgrad"].parameters(), nets[baseline].parameters())
+            )
+            assert diff <= atol, (
+                f"{method}: unitgrad.optim and bench/loop_reference.py's {baseline} differ by {diff:.3g} "
+                f"(> {atol:g}); the speed baseline must compute the same update"
+            )
+            diffs[baseline][method] = diff
     return diffs
 
 

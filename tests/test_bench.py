@@ -14,7 +14,6 @@ sys.path.insert(0, str(BENCH))
 
 import harness
 import run
-from loop_reference import LOOP_OPTIMIZERS
 
 import unitgrad.optim as ugo
 
@@ -31,7 +30,8 @@ def _loss(params: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("method", ["sam", "asam", "pugd"])
 @pytest.mark.parametrize("two_groups", [False, True])
-def test_loop_reference_matches_unitgrad(method, two_groups):
+@pytest.mark.parametrize("baseline", sorted(harness.BASELINES))
+def test_loop_reference_matches_unitgrad(method, two_groups, baseline):
     torch.manual_seed(0)
     init = [
         torch.randn(3, 4, dtype=torch.float64),
@@ -41,7 +41,7 @@ def test_loop_reference_matches_unitgrad(method, two_groups):
     target = torch.randn(2, dtype=torch.float64)
     kwargs = {**harness.METHOD_KWARGS[method], **harness.BASE_KWARGS}
     final = {}
-    for name, cls in (("unitgrad", UNITGRAD[method]), ("loop", LOOP_OPTIMIZERS[method])):
+    for name, cls in (("unitgrad", UNITGRAD[method]), ("loop", harness.BASELINES[baseline][method])):
         params = [w.clone().requires_grad_() for w in init]
         groups = [{"params": params[:2]}, {"params": params[2:], "lr": 0.03}] if two_groups else params
         opt = cls(groups, torch.optim.SGD, **kwargs)
@@ -90,9 +90,12 @@ def test_run_writes_summary_and_markdown(tmp_path):
     work = summary["optimizer_speedup_vs_loop"]["by_model"]["cifar_resnet8"]
     for method in ("sam", "asam", "pugd"):
         assert work[method]["speedup"] == pytest.approx(work[method]["loop_s"] / work[method]["unitgrad_s"])
+        lean = work[method]["lean_loop_s"] / work[method]["unitgrad_s"]
+        assert work[method]["speedup_vs_lean_loop"] == pytest.approx(lean)
         assert summary["two_pass_over_sgd"][method]["ratio"] > 0
     assert summary["optimizer_speedup_vs_loop"]["headline_pugd_cifar_resnet18"] is None  # not measured here
     assert summary["loader_speedup_vs_dataloader"]["images_per_epoch"] == {"device_loader": 64, "torch_dataloader": 64}
-    assert max(summary["loop_reference_check"].values()) <= 1e-10
+    assert summary["loop_reference_check"].keys() == {"loop", "lean_loop"}
+    assert max(d for by_method in summary["loop_reference_check"].values() for d in by_method.values()) <= 1e-10
     markdown = (tmp_path / "cpu.md").read_text()
     assert "| cifar_resnet8 |" in markdown and "not measured" in markdown
