@@ -1,11 +1,10 @@
 """Per-parameter-loop SAM, ASAM and PUGD: the speed baselines for `unitgrad.optim`, nothing else.
 
-`LOOP_OPTIMIZERS`: written straight from the formulas in the brief, one Python loop over the parameters
-per operation, allocating its temporaries, the way a first implementation (or the papers' reference
-code) does it. `LEAN_LOOP_OPTIMIZERS`: the same loops written for speed, every buffer allocated once and
-every op in place, so what is left of unitgrad's lead is fewer passes over memory and fewer kernel
-launches. `bench/run.py` asserts that both compute the same update as `unitgrad.optim` (float64) before
-it times any of them.
+`LOOP_OPTIMIZERS`: the loop as the papers' reference code writes it (davda54/sam, the official PUGD code):
+each parameter's e is a fresh tensor kept until `second_step`, which restores w by subtracting it, and
+PUGD's normalised gradient is a fresh tensor too. `LEAN_LOOP_OPTIMIZERS`: the same loops written for
+speed, every buffer allocated once, every op in place, and w restored from a saved copy. `bench/run.py`
+asserts that both compute the same update as `unitgrad.optim` (float64) before it times any of them.
 
     SAM   e = rho * g / ||g||;              zero grads; g* at w+e; restore w; base step with g*
     ASAM  e = rho * T^2 g / ||T g||, T = |w| + eta; otherwise as SAM
@@ -21,8 +20,12 @@ import torch
 EPS = 1e-12
 
 
+def _global_norm(tensors) -> torch.Tensor:
+    return torch.stack([t.norm(2) for t in tensors]).norm(2)
+
+
 class LoopTwoPass:
-    """Shared plumbing: parameter iteration, saving/restoring w, the base optimizer step."""
+    """Shared plumbing: parameter iteration, e kept per parameter, restore by subtraction, the base step."""
 
     zero_grad_between_passes = True
 
@@ -30,29 +33,35 @@ class LoopTwoPass:
         self.base_optimizer = base_optimizer(params, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.rho = rho
-        self.saved_weights: dict[torch.Tensor, torch.Tensor] = {}
+        self.perturbations: dict[torch.Tensor, torch.Tensor] = {}
 
     def _params_with_grad(self) -> list[torch.Tensor]:
         return [p for group in self.param_groups for p in group["params"] if p.grad is not None]
 
-    def perturbation(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+    def norm_term(self, p: torch.Tensor) -> torch.Tensor:
+        """This parameter's part of the tensor whose global norm divides e."""
+        raise NotImplementedError
+
+    def perturbation(self, p: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     @torch.no_grad()
     def first_step(self) -> None:
         params = self._params_with_grad()
-        for p, e in zip(params, self.perturbation(params)):
-            self.saved_weights[p] = p.clone()
+        scale = self.rho / (_global_norm(self.norm_term(p) for p in params) + EPS)
+        for p in params:
+            e = self.perturbation(p, scale)
             p.add_(e)
+            self.perturbations[p] = e
         if self.zero_grad_between_passes:
             for p in params:
                 p.grad = None
 
     @torch.no_grad()
     def second_step(self) -> None:
-        for p, w in self.saved_weights.items():
-            p.copy_(w)
-        self.saved_weights.clear()
+        for p, e in self.perturbations.items():
+            p.sub_(e)
+        self.perturbations.clear()
         self.prepare_second_gradient()
         self.base_optimizer.step()
 
@@ -63,15 +72,12 @@ class LoopTwoPass:
         self.base_optimizer.zero_grad()
 
 
-def _global_norm(tensors: list[torch.Tensor]) -> torch.Tensor:
-    return torch.stack([t.norm(2) for t in tensors]).norm(2)
-
-
 class LoopSAM(LoopTwoPass):
-    def perturbation(self, params):
-        grads = [p.grad for p in params]
-        scale = self.rho / (_global_norm(grads) + EPS)
-        return [g * scale for g in grads]
+    def norm_term(self, p):
+        return p.grad
+
+    def perturbation(self, p, scale):
+        return p.grad * scale
 
 
 class LoopASAM(LoopTwoPass):
@@ -79,26 +85,27 @@ class LoopASAM(LoopTwoPass):
         super().__init__(params, base_optimizer, rho, **base_kwargs)
         self.eta = eta
 
-    def perturbation(self, params):
-        scales = [p.abs() + self.eta for p in params]
-        scaled_grads = [t * p.grad for t, p in zip(scales, params)]
-        factor = self.rho / (_global_norm(scaled_grads) + EPS)
-        return [t * tg * factor for t, tg in zip(scales, scaled_grads)]
+    def norm_term(self, p):
+        return (p.abs() + self.eta) * p.grad
+
+    def perturbation(self, p, scale):
+        return (p.abs() + self.eta) ** 2 * p.grad * scale
 
 
 class LoopPUGD(LoopTwoPass):
     zero_grad_between_passes = False  # the second backward accumulates: G = g + g*
 
-    def perturbation(self, params):
-        weighted = [p.abs() * p.grad for p in params]
-        scale = self.rho / (_global_norm(weighted) + EPS)
-        return [u * scale for u in weighted]
+    def norm_term(self, p):
+        return p.abs() * p.grad
+
+    def perturbation(self, p, scale):
+        return p.abs() * p.grad * scale
 
     def prepare_second_gradient(self) -> None:
-        grads = [p.grad for p in self._params_with_grad()]
-        inv_norm = 1.0 / (_global_norm(grads) + EPS)
-        for g in grads:
-            g.mul_(inv_norm)
+        params = self._params_with_grad()
+        norm = _global_norm(p.grad for p in params)
+        for p in params:
+            p.grad = p.grad / (norm + EPS)
 
 
 LOOP_OPTIMIZERS = {"sam": LoopSAM, "asam": LoopASAM, "pugd": LoopPUGD}
@@ -117,10 +124,11 @@ class LeanLoopTwoPass(LoopTwoPass):
         return self.buffers[(name, p)]
 
     def direction(self, p: torch.Tensor) -> torch.Tensor:
-        """The tensor whose global norm divides e, in a buffer."""
+        """The tensor whose global norm divides e."""
         raise NotImplementedError
 
     def perturbation_into(self, p: torch.Tensor, direction: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """e, in a buffer (`direction` may be overwritten)."""
         return direction.mul_(scale)
 
     @torch.no_grad()
@@ -145,7 +153,10 @@ class LeanLoopTwoPass(LoopTwoPass):
 
 class LeanLoopSAM(LeanLoopTwoPass):
     def direction(self, p):
-        return self.buffer("d", p).copy_(p.grad)
+        return p.grad
+
+    def perturbation_into(self, p, direction, scale):
+        return torch.mul(direction, scale, out=self.buffer("e", p))
 
 
 class LeanLoopASAM(LeanLoopTwoPass):
@@ -167,7 +178,11 @@ class LeanLoopPUGD(LeanLoopTwoPass):
     def direction(self, p):
         return torch.abs(p, out=self.buffer("d", p)).mul_(p.grad)
 
-    prepare_second_gradient = LoopPUGD.prepare_second_gradient  # already in place
+    def prepare_second_gradient(self) -> None:
+        grads = [p.grad for p in self._params_with_grad()]
+        inv_norm = 1.0 / (_global_norm(grads) + EPS)
+        for g in grads:
+            g.mul_(inv_norm)
 
 
 LEAN_LOOP_OPTIMIZERS = {"sam": LeanLoopSAM, "asam": LeanLoopASAM, "pugd": LeanLoopPUGD}
