@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from fixtures.tiny_cifar import tiny_cifar
 
 from unitgrad import cli, train
 from unitgrad.errors import UnitgradError
@@ -22,15 +23,6 @@ from unitgrad.provenance import git_state
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = {"dataset": "cifar10", "model": "cifar_resnet8", "seed": 0, "noise": 0.0}
-
-
-def tiny_cifar(dataset, root):
-    """10 classes, 8 train and 4 test 32×32 images per class; brightness says the class, so it is learnable."""
-    rng = np.random.default_rng(0)
-    y_tr, y_te = np.repeat(np.arange(10), 8), np.repeat(np.arange(10), 4)
-    x_tr = (rng.integers(0, 64, (80, 32, 32, 3)) + 19 * y_tr[:, None, None, None]).astype(np.uint8)
-    x_te = (rng.integers(0, 64, (40, 32, 32, 3)) + 19 * y_te[:, None, None, None]).astype(np.uint8)
-    return x_tr, y_tr, x_te, y_te, [f"class{i}" for i in range(10)]
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
+from fixtures.tiny_cifar import tiny_cifar
 
 from unitgrad import train
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
@@ -21,14 +21,6 @@ from unitgrad.models import create_model
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
 RUN = "cifar10/cifar_resnet8/pugd/noise0/seed0"
-
-
-def tiny_cifar(dataset, root):
-    rng = np.random.default_rng(0)
-    y_tr, y_te = np.repeat(np.arange(10), 4), np.repeat(np.arange(10), 3)
-    x_tr = (rng.integers(0, 64, (40, 32, 32, 3)) + 19 * y_tr[:, None, None, None]).astype(np.uint8)
-    x_te = (rng.integers(0, 64, (30, 32, 32, 3)) + 19 * y_te[:, None, None, None]).astype(np.uint8)
-    return x_tr, y_tr, x_te, y_te, [f"class{i}" for i in range(10)]
 
 
 def tiny_params(path):
@@ -83,7 +75,7 @@ def test_torchrun_style_cli_trains_one_run_on_two_gloo_processes(tmp_path, capfd
     model = create_model("cifar_resnet8", 10).eval()
     model.load_state_dict(saved)
     _, _, x_te, y_te, _ = tiny_cifar("cifar10", None)
-    x, y = next(iter(DeviceLoader(x_te, y_te, 30, "cpu", CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"], train=False)))
+    x, y = next(iter(DeviceLoader(x_te, y_te, len(x_te), "cpu", CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"], train=False)))
     with torch.no_grad():
         logits = model(x)
     test = json.loads((out / "dvclive" / "metrics.json").read_text())["test"]
