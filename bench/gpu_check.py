@@ -45,25 +45,31 @@ class Sizes:
     epoch_model: str
     epoch_images: int
     epoch_batch: int
+    fp16_steps: int
     # measured last, at the paper's batch size only, to complete the GPU-hours estimate
     estimate_models: tuple[str, ...]
     estimate_batch: int
 
 
 GPU = Sizes(
-    ("cifar_resnet18", "cifar_wrn28_10"),
-    (128, 512),
-    3,
-    10,
-    5,
-    5,
-    "cifar_resnet18",
-    25_600,
-    512,
-    ("cifar_pyramidnet110_a270", "cifar_resnet32"),
-    128,
+    models=("cifar_resnet18", "cifar_wrn28_10"),
+    batches=(128, 512),
+    warmup=3,
+    steps=10,
+    repeats=5,
+    work_repeats=5,
+    epoch_model="cifar_resnet18",
+    epoch_images=25_600,
+    epoch_batch=512,
+    fp16_steps=30,
+    estimate_models=("cifar_pyramidnet110_a270", "cifar_resnet32"),
+    estimate_batch=128,
 )
-CPU_DRY_RUN = Sizes(("cifar_resnet8",), (8, 16), 1, 2, 2, 2, "cifar_resnet8", 64, 16, ("cifar_resnet20",), 8)
+CPU_DRY_RUN = dataclasses.replace(
+    GPU, models=("cifar_resnet8",), batches=(8, 16), warmup=1, steps=2, repeats=2, work_repeats=2,
+    epoch_model="cifar_resnet8", epoch_images=64, epoch_batch=16, fp16_steps=3,
+    estimate_models=("cifar_resnet20",), estimate_batch=8,
+)  # fmt: skip
 
 
 def parse_args(argv):
@@ -190,6 +196,58 @@ def optimizer_work(method: str, shapes, step_s: float, sizes: Sizes, device) -> 
     return row
 
 
+def fp16_check(sizes: Sizes, device) -> dict:
+    """PUGD and SAM under fp16 autocast with GradScaler: a fixed batch is fitted with finite losses, and an
+    inf injected into either pass skips the whole step (weights unchanged, scale halved)."""
+    from unitgrad.models import create_model
+    from unitgrad.optim import bn_update_disabled, create_optimizer
+
+    x = torch.randn(sizes.epoch_batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (sizes.epoch_batch,), device=device)
+    out = {}
+    for method in ("pugd", "sam"):
+        torch.manual_seed(0)
+        model = create_model(sizes.epoch_model, num_classes=10).to(device, memory_format=torch.channels_last)
+        opt = create_optimizer(method, list(model.parameters()), base="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4)
+        scaler = torch.amp.GradScaler(device.type, init_scale=2.0**12)
+
+        def poison(grad):  # channels_last grads cannot be viewed flat: index the first element
+            grad[(0,) * grad.dim()] = torch.inf
+
+        def step(inject=None):
+            opt.zero_grad()
+            with torch.autocast(device.type, dtype=torch.float16):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+            scaler.scale(loss).backward()
+            if inject == "first":
+                poison(next(model.parameters()).grad)
+            opt.first_step()
+            with bn_update_disabled(model), torch.autocast(device.type, dtype=torch.float16):
+                second = torch.nn.functional.cross_entropy(model(x), y)
+            scaler.scale(second).backward()
+            if inject == "second":
+                poison(next(model.parameters()).grad)
+            opt.second_step(scaler)
+            scaler.update()
+            return loss.detach()
+
+        losses = torch.stack([step() for _ in range(sizes.fp16_steps)]).float().cpu()
+        skipped = {}
+        for where in ("first", "second"):
+            before = [p.detach().clone() for p in model.parameters()]
+            scale = scaler.get_scale()
+            step(inject=where)
+            unchanged = all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+            skipped[where] = unchanged and scaler.get_scale() == scale / 2
+        out[method] = {
+            "first_loss": losses[0].item(),
+            "last_loss": losses[-1].item(),
+            "finite": bool(torch.isfinite(losses).all()),
+            "overflow_skips_step": skipped,
+        }
+    return out
+
+
 def training_epoch(sizes: Sizes, device) -> dict:
     """One epoch of PUGD on synthetic uint8 images through DeviceLoader: wall time and final loss."""
     import numpy as np
@@ -310,6 +368,10 @@ def two_pass_ratios(rows: list[dict]) -> list[dict]:
     ]
 
 
+def sizes_model(result: dict) -> str:
+    return f"{result['sizes']['epoch_model']}, batch {result['sizes']['epoch_batch']}, {result['sizes']['fp16_steps']} steps"
+
+
 def verdicts(result: dict) -> list[str]:
     """One line per target with the measured values and whether each meets it."""
     mark = lambda ok: "met" if ok else "NOT met"  # noqa: E731
@@ -399,6 +461,18 @@ def render(result: dict) -> str:
                 f"images/s), loss {e['first_loss']:.3f} → {e['last_loss']:.3f}, finite: {e['finite']}."
             ),
         ]
+    if "fp16" in result:
+        lines += [
+            "",
+            f"fp16 autocast + GradScaler, {sizes_model(result)} on one fixed batch: "
+            + "; ".join(
+                f"{m} loss {r['first_loss']:.3f} → {r['last_loss']:.3f} (finite: {r['finite']}), an inf in the "
+                f"first / second pass skips the step: {r['overflow_skips_step']['first']} / "
+                f"{r['overflow_skips_step']['second']}"
+                for m, r in result["fp16"].items()
+            )
+            + ".",
+        ]
     if "loop_reference_check" in result:
         lines += [
             "",
@@ -408,7 +482,8 @@ def render(result: dict) -> str:
                 f"{baseline}: " + ", ".join(f"{k} {v:.1e}" for k, v in by_method.items())
                 for baseline, by_method in result["loop_reference_check"].items()
             )
-            + ". Loop: per-parameter ops that allocate temporaries; lean loop: buffers allocated once, ops in place.",
+            + ". Loop: written like the papers' reference code (a fresh e per parameter, w restored by subtracting "
+            "it); lean loop: buffers allocated once, ops in place.",
         ]
     lines += [
         "",
@@ -470,7 +545,7 @@ def main(argv=None) -> int:
         result["errors"].append(f"loop reference check: {type(exc).__name__}: {exc}")
         traceback.print_exc()
     plan = [(m, b) for m in sizes.models for b in sizes.batches]
-    plan += ["training epoch"]
+    plan += ["training epoch", "fp16 check"]
     plan += [(m, sizes.estimate_batch) for m in sizes.estimate_models]
     for item in plan:
         label = item if isinstance(item, str) else "{}/b{}".format(*item)
@@ -478,8 +553,10 @@ def main(argv=None) -> int:
             result["skipped"].append(label)
             continue
         try:
-            if isinstance(item, str):
+            if item == "training epoch":
                 result["epoch"] = training_epoch(sizes, device)
+            elif item == "fp16 check":
+                result["fp16"] = fp16_check(sizes, device)
             else:
                 result["rows"] += measure_group(*item, sizes, device)
         except Exception as exc:  # noqa: BLE001  (keep measuring the others; the error goes in the report)

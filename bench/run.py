@@ -140,7 +140,9 @@ def optimizer_work_times(model_name: str, method: str, repeats: int, device: str
     torch.set_num_threads(threads)
     allocator = keep_freed_memory()
     shapes = parameter_shapes(model_name)
-    works = {impl: OptimizerWork(impl, method, shapes, device, torch.float32, CLOCKS[clock]) for impl in IMPLEMENTATIONS}
+    works = {
+        impl: OptimizerWork(impl, method, shapes, device, torch.float32, CLOCKS[clock]) for impl in IMPLEMENTATIONS
+    }
     times = {impl: [] for impl in works}
     for repeat in range(repeats + 1):  # the first step allocates state: warm-up
         for impl, work in works.items():
