@@ -33,7 +33,7 @@ def keep_freed_memory() -> str:
     for page faults whenever malloc hands large blocks back to the kernel and asks for them again, and
     how often it does depends on the process's history: the same loop took 28-45 ms of CPU time on
     ResNet-18's parameters in different processes here, and 30-32 ms with memory kept. Kept memory
-    gives the allocating baselines their best case; unitgrad allocates nothing after its first step.
+    spares the allocating baselines most of that; unitgrad allocates nothing after its first step.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")

@@ -386,8 +386,8 @@ def render_markdown(summary: dict) -> str:
             + "): **loop** is written like the papers' reference code (a fresh tensor for each parameter's e, "
             "w restored by subtracting it); **lean loop** is the same loop with buffers allocated once and "
             "every op in place. Both end with torch's per-parameter SGD. Each model and method is timed in a "
-            f"fresh process (allocator: {summary['optimizer_speedup_vs_loop']['allocator']}), so the loop's "
-            "allocations cost no page faults: its best case."
+            f"fresh process (allocator: {summary['optimizer_speedup_vs_loop']['allocator']}), to spare the loop's "
+            "allocations page faults; its time still moves between runs more than unitgrad's."
         ),
         "",
         (
