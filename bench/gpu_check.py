@@ -23,7 +23,14 @@ import traceback
 from pathlib import Path
 
 import torch
-from harness import OptimizerWork, check_loop_reference, make_optimizer, run_two_pass_step, synchronize
+from harness import (
+    OptimizerWork,
+    check_loop_reference,
+    format_reference_check,
+    make_optimizer,
+    run_two_pass_step,
+    synchronize,
+)
 
 METHODS = ("sgd", "sam", "pugd")
 PAPER_PARAMS = Path(__file__).resolve().parents[1] / "params.paper.yaml"
@@ -478,10 +485,7 @@ def render(result: dict) -> str:
             "",
             "Baselines (bench/loop_reference.py) against unitgrad.optim on this device, float64, max |Δw| after "
             "3 steps: "
-            + "; ".join(
-                f"{baseline}: " + ", ".join(f"{k} {v:.1e}" for k, v in by_method.items())
-                for baseline, by_method in result["loop_reference_check"].items()
-            )
+            + format_reference_check(result["loop_reference_check"])
             + ". Loop: written like the papers' reference code (a fresh e per parameter, w restored by subtracting "
             "it); lean loop: buffers allocated once, ops in place.",
         ]

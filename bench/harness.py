@@ -180,6 +180,14 @@ def check_loop_reference(device="cpu", steps: int = 3, atol: float = 1e-10) -> d
     return diffs
 
 
+def format_reference_check(diffs: dict[str, dict[str, float]]) -> str:
+    """`check_loop_reference`'s result as one line: "loop: sam 2.8e-17, …; lean_loop: …"."""
+    return "; ".join(
+        f"{baseline}: " + ", ".join(f"{method} {diff:.1e}" for method, diff in by_method.items())
+        for baseline, by_method in diffs.items()
+    )
+
+
 def run_two_pass_step(model, opt, loss_fn: Callable, second_pass_context=None):
     """One SAM-family step as training does it: backward at w, first_step, backward at w+e, second_step."""
     opt.zero_grad()

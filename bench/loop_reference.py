@@ -24,8 +24,8 @@ def _global_norm(tensors) -> torch.Tensor:
     return torch.stack([t.norm(2) for t in tensors]).norm(2)
 
 
-class LoopTwoPass:
-    """Shared plumbing: parameter iteration, e kept per parameter, restore by subtraction, the base step."""
+class _Baseline:
+    """What both loop flavours share: the base optimizer, parameter iteration, the hook before its step."""
 
     zero_grad_between_passes = True
 
@@ -33,10 +33,23 @@ class LoopTwoPass:
         self.base_optimizer = base_optimizer(params, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
         self.rho = rho
-        self.perturbations: dict[torch.Tensor, torch.Tensor] = {}
 
     def _params_with_grad(self) -> list[torch.Tensor]:
         return [p for group in self.param_groups for p in group["params"] if p.grad is not None]
+
+    def prepare_second_gradient(self) -> None:
+        """SAM/ASAM step with the gradient at w+e as it is."""
+
+    def zero_grad(self) -> None:
+        self.base_optimizer.zero_grad()
+
+
+class LoopTwoPass(_Baseline):
+    """The reference-code loop: e kept per parameter, w restored by subtracting it."""
+
+    def __init__(self, params, base_optimizer, rho: float, **base_kwargs):
+        super().__init__(params, base_optimizer, rho, **base_kwargs)
+        self.perturbations: dict[torch.Tensor, torch.Tensor] = {}
 
     def norm_term(self, p: torch.Tensor) -> torch.Tensor:
         """This parameter's part of the tensor whose global norm divides e."""
@@ -64,12 +77,6 @@ class LoopTwoPass:
         self.perturbations.clear()
         self.prepare_second_gradient()
         self.base_optimizer.step()
-
-    def prepare_second_gradient(self) -> None:
-        """SAM/ASAM step with the gradient at w+e as it is."""
-
-    def zero_grad(self) -> None:
-        self.base_optimizer.zero_grad()
 
 
 class LoopSAM(LoopTwoPass):
@@ -111,7 +118,7 @@ class LoopPUGD(LoopTwoPass):
 LOOP_OPTIMIZERS = {"sam": LoopSAM, "asam": LoopASAM, "pugd": LoopPUGD}
 
 
-class LeanLoopTwoPass(LoopTwoPass):
+class LeanLoopTwoPass(_Baseline):
     """The loop with per-parameter buffers made on first use and reused: no allocation after step one."""
 
     def __init__(self, params, base_optimizer, rho: float, **base_kwargs):

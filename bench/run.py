@@ -36,6 +36,7 @@ from harness import (
     OptimizerWork,
     base_step_seconds,
     check_loop_reference,
+    format_reference_check,
     keep_freed_memory,
     make_optimizer,
     run_two_pass_step,
@@ -129,7 +130,9 @@ def parameter_shapes(model_name: str) -> list[torch.Size]:
     return [p.shape for p in create_model(model_name, num_classes=10).parameters()]
 
 
-def optimizer_work_times(model_name: str, method: str, repeats: int, device: str, clock: str, threads: int) -> dict:
+def optimizer_work_times(
+    shapes: list[torch.Size], method: str, repeats: int, device: str, clock: str, threads: int
+) -> dict:
     """(first_step, second_step) seconds of every implementation, interleaved so all see the same load, and the
     allocator setting they ran with.
 
@@ -139,7 +142,6 @@ def optimizer_work_times(model_name: str, method: str, repeats: int, device: str
     """
     torch.set_num_threads(threads)
     allocator = keep_freed_memory()
-    shapes = parameter_shapes(model_name)
     works = {
         impl: OptimizerWork(impl, method, shapes, device, torch.float32, CLOCKS[clock]) for impl in IMPLEMENTATIONS
     }
@@ -161,7 +163,7 @@ def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
         by_model[model_name] = {"parameters": sum(s.numel() for s in shapes)}
         for method in TWO_PASS_METHODS:
             with spawn.Pool(1) as pool:
-                args = (model_name, method, cfg.optimizer_repeats, str(device), cfg.clock, torch.get_num_threads())
+                args = (shapes, method, cfg.optimizer_repeats, str(device), cfg.clock, torch.get_num_threads())
                 measured = pool.apply(optimizer_work_times, args)
             times, allocator = measured["times"], measured["allocator"]
             best = {impl: min(map(sum, t)) for impl, t in times.items()}
@@ -379,10 +381,7 @@ def render_markdown(summary: dict) -> str:
             "Perturb + restore + normalise + SGD base step (momentum 0.9, weight decay 5e-4), gradients "
             "pre-filled, float32. Baselines in `bench/loop_reference.py`, both checked to agree with "
             "`unitgrad.optim` to ≤ 1e-10 in float64 before timing (max |Δw| "
-            + "; ".join(
-                f"{baseline}: " + ", ".join(f"{k} {v:.1e}" for k, v in by_method.items())
-                for baseline, by_method in summary["loop_reference_check"].items()
-            )
+            + format_reference_check(summary["loop_reference_check"])
             + "): **loop** is written like the papers' reference code (a fresh tensor for each parameter's e, "
             "w restored by subtracting it); **lean loop** is the same loop with buffers allocated once and "
             "every op in place. Both end with torch's per-parameter SGD. Each model and method is timed in a "
