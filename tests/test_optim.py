@@ -21,6 +21,7 @@ from unitgrad.optim import (
     bn_update_disabled,
     create_optimizer,
     is_two_pass,
+    two_pass_step,
 )
 
 METHODS = ["sam", "asam", "pugd", "ugd"]
@@ -657,3 +658,227 @@ def test_work_buffers_are_reused_and_never_checkpointed(method):
     train_step(opt, model, x, y)
     assert {k: v.data_ptr() for s in opt.state.values() for k, v in s.items()} == buffers
     assert opt.state_dict()["state"] == {}
+
+
+# ---------------------------------------------------------------- two_pass_step and m-sharpness
+
+
+def todays_step(opt, model, x, y):
+    """The training loop's step before two_pass_step existed: the reference that m = batch must equal bit for bit."""
+    opt.zero_grad(set_to_none=True)
+    logits = model(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    if is_two_pass(opt):
+
+        def closure():
+            with bn_update_disabled(model):
+                perturbed_loss = F.cross_entropy(model(x), y)
+            perturbed_loss.backward()
+            return perturbed_loss
+
+        opt.step(closure)
+    else:
+        opt.step()
+    return loss.detach().float(), logits.detach(), grad_norm
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_two_pass_step_with_m_none_or_batch_is_todays_step_bitwise(method):
+    kwargs = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
+    variants = [None, 32] if is_two_pass(create_optimizer(method, tiny_model().parameters(), lr=0.1)) else [None]
+    models = [tiny_model() for _ in range(len(variants) + 1)]
+    opts = [create_optimizer(method, m.parameters(), **kwargs) for m in models]
+    for x, y in tiny_batches(3):
+        want = todays_step(opts[0], models[0], x, y)
+        for m, model, opt in zip(variants, models[1:], opts[1:]):
+            got = two_pass_step(opt, model, F.cross_entropy, x, y, m=m)
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
+    for model in models[1:]:  # weights and BatchNorm running statistics
+        for a, b in zip(model.state_dict().values(), models[0].state_dict().values()):
+            assert torch.equal(a, b)
+
+
+def _chunk_by_hand(method, model, x, y, chunks, kwargs):
+    """Each chunk perturbs with its own gradient; the second-pass gradients are averaged; then SGD by hand."""
+    params = list(model.parameters())
+    w = [p.detach().clone() for p in params]
+    norm = lambda ts: torch.sqrt(sum((t * t).sum() for t in ts))
+    second, first_norms = [], []
+    for xc, yc in zip(x.chunk(chunks), y.chunk(chunks)):
+        g = torch.autograd.grad(F.cross_entropy(model(xc), yc), params)
+        first_norms.append(norm(g))
+        d = [wi.abs() * gi for wi, gi in zip(w, g)] if method == "pugd" else list(g)
+        e = [kwargs["rho"] * di / (norm(d) + EPS) for di in d]
+        with torch.no_grad():
+            for p, ei in zip(params, e):
+                p.add_(ei)
+        g_star = torch.autograd.grad(F.cross_entropy(model(xc), yc), params)
+        with torch.no_grad():
+            for p, wi in zip(params, w):
+                p.copy_(wi)
+        second.append([a + b for a, b in zip(g, g_star)] if method == "pugd" else list(g_star))
+    mean = [sum(parts) / chunks for parts in zip(*second)]
+    if method == "pugd":
+        mean = [s / (norm(mean) + EPS) for s in mean]
+    return [wi - kwargs["lr"] * s for wi, s in zip(w, mean)], sum(first_norms) / chunks
+
+
+@pytest.mark.parametrize("method", ["sam", "pugd"])
+def test_chunked_step_perturbs_each_chunk_with_its_own_gradient(method):
+    """m = 8 on a batch of 32: four perturbations, averaged second-pass gradients (BN-free model, float64)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3)).double()
+    reference = copy.deepcopy(model)
+    x, y = tiny_batches(1)[0]
+    x = x.double()
+    kwargs = {"lr": 0.1, "rho": 0.3}
+    opt = create_optimizer(method, model.parameters(), **kwargs)
+    loss, logits, grad_norm = two_pass_step(opt, model, F.cross_entropy, x, y, m=8)
+    want, want_norm = _chunk_by_hand(method, reference, x, y, 4, kwargs)
+    for got, expected in zip(model.parameters(), want):
+        torch.testing.assert_close(got.detach(), expected, rtol=0, atol=1e-14)
+    chunk_losses = [F.cross_entropy(reference(xc), yc) for xc, yc in zip(x.chunk(4), y.chunk(4))]
+    torch.testing.assert_close(loss, torch.stack(chunk_losses).mean().float(), rtol=0, atol=0)
+    torch.testing.assert_close(logits, reference(x).detach(), rtol=0, atol=1e-14)
+    torch.testing.assert_close(grad_norm, want_norm, rtol=0, atol=1e-14)
+    assert opt.state_dict()["state"] == {}  # accumulated gradients are stale after the step: not checkpointed
+
+
+@pytest.mark.parametrize(
+    ("method", "m"),
+    [("sam", 0), ("sam", -8), ("asam", 5), ("pugd", 64), ("sam", True), ("pugd", 2.5), ("sam", "8"), ("sgd", 8)],
+)
+def test_two_pass_step_bad_m_is_one_line_error_naming_the_key(method, m):
+    model = tiny_model()
+    opt = create_optimizer(method, model.parameters(), lr=0.1)
+    before = copy.deepcopy(model.state_dict())
+    x, y = tiny_batches(1)[0]
+    with pytest.raises(UnitgradError, match=rf"optim\.{method}\.m") as info:
+        two_pass_step(opt, model, F.cross_entropy, x, y, m=m)
+    assert "\n" not in str(info.value)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing ran
+
+
+def test_accumulated_step_without_chunks_is_an_error():
+    opt = SAM(tiny_model().parameters(), torch.optim.SGD, lr=0.1)
+    with pytest.raises(UnitgradError, match="without accumulate_chunk"):
+        opt.accumulated_step()
+
+
+@pytest.mark.parametrize(("chunk", "where"), [(0, "first"), (1, "first"), (0, "second"), (1, "second")])
+def test_chunked_fp16_step_is_skipped_when_any_chunk_overflows(chunk, where):
+    model = tiny_model()
+    before = copy.deepcopy(model.state_dict())
+    opt = create_optimizer("pugd", model.parameters(), lr=0.1, momentum=0.9)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    x, y = tiny_batches(1)[0]
+    for i, (xc, yc) in enumerate(zip(x.chunk(2), y.chunk(2))):
+        opt.zero_grad()
+        scaler.scale(F.cross_entropy(model(xc), yc)).backward()
+        if (i, where) == (chunk, "first"):
+            next(model.parameters()).grad.view(-1)[0] = math.inf
+        opt.first_step()
+        with bn_update_disabled(model):
+            scaler.scale(F.cross_entropy(model(xc), yc)).backward()
+        if (i, where) == (chunk, "second"):
+            next(model.parameters()).grad.view(-1)[0] = math.inf
+        opt.accumulate_chunk(0.5)
+    opt.accumulated_step(scaler)
+    scaler.update()
+    for k, v in model.state_dict().items():
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert torch.equal(v, before[k]), k
+    assert len(opt.base_optimizer.state) == 0 and scaler.get_scale() == 2.0**11
+
+
+# ---------------------------------------------------------------- ASAM's rules, by hand on a 2-element weight and a bias
+
+
+def _linear_with_grads(weight, bias, grad_w, grad_b):
+    layer = nn.Linear(2, 1).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([weight], dtype=torch.float64))
+        layer.bias.copy_(torch.tensor([bias], dtype=torch.float64))
+    layer.weight.grad = torch.tensor([grad_w], dtype=torch.float64)
+    layer.bias.grad = torch.tensor([grad_b], dtype=torch.float64)
+    return layer
+
+
+def test_asam_paper_rule_scales_every_parameter_by_hand():
+    # w = (0.5, -1.5), b = 1.5, eta = 0.5: T = (1, 2 | 2); g = (2, 1 | 0.5): Tg = (2, 2 | 1), ‖Tg‖ = 3
+    layer = _linear_with_grads([0.5, -1.5], 1.5, [2.0, 1.0], 0.5)
+    opt = create_optimizer("asam", layer.parameters(), rho=0.3, eta=0.5, lr=0.1)
+    opt.first_step()
+    # e = ρ·T·(Tg)/‖Tg‖ = 0.3·(1·2, 2·2 | 2·1)/3 = (0.2, 0.4 | 0.2)
+    want_w, want_b = [[0.5 + 0.6 / (3 + EPS), -1.5 + 1.2 / (3 + EPS)]], [1.5 + 0.6 / (3 + EPS)]
+    torch.testing.assert_close(layer.weight.detach(), torch.tensor(want_w, dtype=torch.float64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(layer.bias.detach(), torch.tensor(want_b, dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("named", ["named_parameters", "named_groups"])
+def test_asam_official_rule_leaves_bias_unscaled_by_hand(named):
+    # same tensors; the bias gets T = 1: d = (2, 2 | 0.5), ‖d‖ = sqrt(8.25)
+    layer = _linear_with_grads([0.5, -1.5], 1.5, [2.0, 1.0], 0.5)
+    params = (
+        layer.named_parameters()
+        if named == "named_parameters"
+        else [{"params": [("weight", layer.weight)]}, {"params": [("bias", layer.bias)], "weight_decay": 0.0}]
+    )
+    opt = create_optimizer("asam", params, rho=0.3, eta=0.5, rule="official", lr=0.1)
+    opt.first_step()
+    norm = math.sqrt(8.25) + EPS
+    want_w = [0.5 + 0.3 * 1 * 2 / norm, -1.5 + 0.3 * 2 * 2 / norm]
+    want_b = [1.5 + 0.3 * 0.5 / norm]
+    torch.testing.assert_close(layer.weight.detach(), torch.tensor([want_w], dtype=torch.float64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(layer.bias.detach(), torch.tensor(want_b, dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+def test_asam_official_rule_scales_batchnorm_weight_but_not_its_shift():
+    bn = nn.BatchNorm1d(1).double()
+    with torch.no_grad():
+        bn.weight.fill_(3.0)
+    bn.weight.grad = torch.tensor([1.0], dtype=torch.float64)
+    bn.bias.grad = torch.tensor([4.0], dtype=torch.float64)
+    opt = create_optimizer("asam", bn.named_parameters(), rho=1.0, eta=0.0, rule="official", lr=0.1)
+    opt.first_step()
+    # d = (3·1 | 4) → ‖d‖ = 5; e = (3·3/5 | 4/5)
+    want_w, want_b = [3.0 + 9 / (5 + EPS)], [4 / (5 + EPS)]
+    torch.testing.assert_close(bn.weight.detach(), torch.tensor(want_w, dtype=torch.float64), rtol=0, atol=1e-15)
+    torch.testing.assert_close(bn.bias.detach(), torch.tensor(want_b, dtype=torch.float64), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "kwargs", "match"),
+    [
+        ("asam", "plain", {"rule": "official"}, "needs their names"),
+        ("asam", "named", {"rule": "weights"}, "rule must be 'paper' or 'official'"),
+        ("sam", "named", {"rule": "official"}, "takes no rule"),
+    ],
+)
+def test_asam_rule_bad_input_is_one_line_error(name, params, kwargs, match):
+    model = tiny_model()
+    chosen = model.parameters() if params == "plain" else model.named_parameters()
+    with pytest.raises(UnitgradError, match=match) as info:
+        create_optimizer(name, chosen, lr=0.1, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_asam_official_rule_is_kept_across_a_checkpoint():
+    model = tiny_model()
+    opt = create_optimizer("asam", model.named_parameters(), rule="official", lr=0.1)
+    state = opt.state_dict()
+    fresh = create_optimizer("asam", tiny_model().named_parameters(), lr=0.1)
+    fresh.load_state_dict(state)
+    assert fresh.param_groups[0]["rule"] == "official"
+    for o in (opt, fresh):  # the loaded rule is the one applied: the bias moves by rho*g/||d||, unscaled
+        for p in o.param_groups[0]["params"]:
+            p.grad = torch.ones_like(p)
+    with torch.no_grad():
+        bias_before = [model[-1].bias.clone(), fresh.param_groups[0]["params"][-1].clone()]
+    opt.first_step()
+    fresh.first_step()
+    moved = [model[-1].bias - bias_before[0], fresh.param_groups[0]["params"][-1] - bias_before[1]]
+    torch.testing.assert_close(moved[0], moved[1], rtol=0, atol=0)

@@ -22,6 +22,11 @@ UGD is one pass: `loss.backward(); opt.step()`. `SAM`, `ASAM` and `PUGD` are two
 fp16: `scaler.scale(loss).backward()` in both passes and `opt.second_step(scaler)` (or
 `opt.step(closure, scaler=scaler)`), then `scaler.update()`; the whole step is skipped if either pass
 overflowed. DDP: run the first pass under `unitgrad.optim.ddp.first_pass_no_sync(model)`.
+
+A training loop can leave all of that to `two_pass_step(opt, model, loss_fn, x, y, m=32)`, which also does
+m-sharpness (each chunk of m images perturbs with its own gradient; see `unitgrad.optim.step`) through
+`first_step`, `accumulate_chunk` and `accumulated_step`. ASAM's `rule="official"` (T only for parameters named
+"*weight*", as SamsungLabs/ASAM) takes `model.named_parameters()`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from unitgrad.optim.bn import bn_update_disabled
 from unitgrad.optim.ddp import first_pass_no_sync
 from unitgrad.optim.pugd import PUGD
 from unitgrad.optim.sam import SAM
+from unitgrad.optim.step import chunk_size, method_name, two_pass_step
 from unitgrad.optim.ugd import UGD
 
 __all__ = [
@@ -49,16 +55,19 @@ __all__ = [
     "TwoPassOptimizer",
     "WrappedOptimizer",
     "bn_update_disabled",
+    "chunk_size",
     "create_optimizer",
     "first_pass_no_sync",
     "is_two_pass",
+    "method_name",
+    "two_pass_step",
 ]
 
 # name -> (wrapper class or None for the plain base optimizer, the wrapper's own hyper-parameters)
 OPTIMIZERS: dict[str, tuple[type[WrappedOptimizer] | None, tuple[str, ...]]] = {
     "sgd": (None, ()),
     "sam": (SAM, ("rho",)),
-    "asam": (ASAM, ("rho", "eta")),
+    "asam": (ASAM, ("rho", "eta", "rule")),
     "pugd": (PUGD, ("rho",)),
     "ugd": (UGD, ()),
 }
@@ -74,7 +83,9 @@ def create_optimizer(
     base: str | type[torch.optim.Optimizer] = "sgd",
     **cfg: Any,
 ) -> torch.optim.Optimizer:
-    """The optimizer `name` over `params`; `cfg` holds rho/eta and the base optimizer's kwargs (lr, ...).
+    """The optimizer `name` over `params`; `cfg` holds rho/eta/rule and the base optimizer's kwargs (lr, ...).
+
+    `params` may be tensors, `model.named_parameters()` or param groups; ASAM's rule "official" needs the names.
 
     "sgd" is the plain base optimizer (SGD or AdamW, despite the name: it is the no-perturbation baseline).
     The wrappers get torch's fused SGD/AdamW unless `cfg` picks an implementation (fused, foreach).
@@ -94,7 +105,7 @@ def create_optimizer(
             f"base must be 'sgd', 'adamw' or a torch.optim.Optimizer class, got {base!r}"
         )
     wrapper, own_keys = OPTIMIZERS[name]
-    foreign = sorted({"rho", "eta"}.intersection(cfg).difference(own_keys))
+    foreign = sorted({"rho", "eta", "rule"}.intersection(cfg).difference(own_keys))
     if foreign:
         raise UnitgradError(
             f"optimizer '{name}' takes no {', '.join(foreign)}: remove it from optim.{name}"

@@ -21,6 +21,7 @@ from unitgrad.errors import UnitgradError
 EPS = 1e-12  # added to every norm in a denominator
 _SAVED = "w"  # state key: the weights at w while the optimizer is between first_step and second_step
 _SCRATCH = "scratch"  # state key: a parameter-sized work buffer, never checkpointed
+_ACCUMULATED = "acc"  # state key: the weighted sum of the chunks' second-pass gradients during a chunked step
 # torch optimizers with a fused implementation of the same update (equal to the default one up to rounding)
 _FUSABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 
@@ -193,13 +194,17 @@ class TwoPassOptimizer(WrappedOptimizer):
 
     zero_grad_between_passes = True
     _first_pass_finite: Tensor | None = None
+    _chunks_finite: Tensor | None = None
     _mid_step = False  # between first_step and second_step: the saved weights are live
+    _accumulating = False  # inside a chunked step (accumulate_chunk called, accumulated_step not yet)
 
     def state_dict(self) -> dict[str, Any]:
-        """As `WrappedOptimizer.state_dict`; the saved weights are included only between the two steps."""
+        """As `WrappedOptimizer.state_dict`; the saved weights (the accumulated gradients) only while live."""
         state_dict = super().state_dict()
-        # Stale buffers are left out to keep checkpoints lean: the scratch always, the saved w between steps.
-        stale = {_SCRATCH} if self._mid_step else {_SCRATCH, _SAVED}
+        # Stale buffers are left out to keep checkpoints lean: the scratch always, the saved w between steps,
+        # the accumulated gradients outside a chunked step.
+        stale = {_SCRATCH} | ({_SAVED} if not self._mid_step else set())
+        stale |= {_ACCUMULATED} if not self._accumulating else set()
         own = {
             i: {k: v for k, v in s.items() if k not in stale}
             for i, s in state_dict["state"].items()
@@ -210,6 +215,7 @@ class TwoPassOptimizer(WrappedOptimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._mid_step = any(_SAVED in s for s in self.state.values())
+        self._accumulating = any(_ACCUMULATED in s for s in self.state.values())
 
     def _direction(self, bucket: Bucket) -> tuple[list[Tensor], list[Tensor] | None]:
         raise NotImplementedError
@@ -265,16 +271,70 @@ class TwoPassOptimizer(WrappedOptimizer):
         With fp16 + `torch.amp.GradScaler`, pass `scaler`: the gradients are unscaled once here and the base
         step is skipped (w stays restored) if either pass overflowed; call `scaler.update()` afterwards.
         """
+        self._restore()
+        self._base_step(scaler)
+
+    @torch.no_grad()
+    def accumulate_chunk(self, weight: float) -> None:
+        """Restore w and add `weight` × this chunk's second-pass gradient to the step's accumulator; no update.
+
+        m-sharpness on one device: per chunk of the batch, backward at w, `first_step()` (the chunk's own e),
+        backward at w + e, `accumulate_chunk(1 / chunks)`; then `accumulated_step()` once. The first call
+        after a step starts a fresh accumulation. `.grad` is left as it is: zero it before the next chunk.
+        """
+        self._restore()
+        finite = self._first_pass_finite
+        if not self._accumulating:
+            self._chunks_finite = finite
+            for p in (p for g in self.param_groups for p in g["params"] if p.grad is None and p in self.state):
+                self.state[p].pop(_ACCUMULATED, None)  # a parameter gets an accumulated gradient only if it had one
+        elif finite is not None:
+            self._chunks_finite = finite if self._chunks_finite is None else self._chunks_finite & finite
+        for bucket in buckets(self.param_groups, _has_grad):
+            started = [self._accumulating and _ACCUMULATED in self.state[p] for p in bucket.params]
+            fresh = Bucket(bucket.group, [p for p, s in zip(bucket.params, started) if not s])
+            if fresh.params:
+                acc = self._buffers(fresh, _ACCUMULATED)
+                torch._foreach_copy_(acc, fresh.grads)
+                torch._foreach_mul_(acc, weight)
+            old = [p for p, s in zip(bucket.params, started) if s]
+            if old:
+                torch._foreach_add_([self.state[p][_ACCUMULATED] for p in old], [p.grad for p in old], alpha=weight)
+        self._accumulating = True
+
+    @torch.no_grad()
+    def accumulated_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
+        """End a chunked step: the gradients become the accumulated ones, then the base step as in `second_step`.
+
+        With `scaler`, the whole step is skipped if any chunk's first or second pass overflowed.
+        """
+        if not self._accumulating:
+            raise UnitgradError(
+                f"{type(self).__name__}.accumulated_step without accumulate_chunk: call accumulate_chunk after "
+                "each chunk's second backward, or second_step for an unchunked step"
+            )
+        for p in (p for g in self.param_groups for p in g["params"] if _ACCUMULATED in self.state.get(p, ())):
+            acc = self.state[p][_ACCUMULATED]
+            if p.grad is None:
+                p.grad = acc.clone()
+            else:
+                p.grad.copy_(acc)
+        self._first_pass_finite = self._chunks_finite
+        self._accumulating = False
+        self._base_step(scaler)
+
+    def _restore(self) -> None:
+        """w ← the weights saved by `first_step`."""
         saved = buckets(self.param_groups, lambda p: _SAVED in self.state.get(p, ()))
         for bucket in saved:
-            torch._foreach_copy_(
-                bucket.params, [self.state[p][_SAVED] for p in bucket.params]
-            )
+            torch._foreach_copy_(bucket.params, [self.state[p][_SAVED] for p in bucket.params])
+        self._mid_step = False
+
+    def _base_step(self, scaler: torch.amp.GradScaler | None) -> None:
         plain = _PlainStep(self.base_optimizer)
         if scaler is not None and scaler.is_enabled():
             self._carry_first_pass_overflow()
             scaler.unscale_(plain)
-        self._mid_step = False
         self._prepare_step()
         if scaler is not None:
             # skips the step if found inf/NaN (GradScaler's own host sync)

@@ -22,7 +22,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 
 def first_pass_no_sync(model: nn.Module) -> contextlib.AbstractContextManager[None]:
-    """`model.no_sync()` for a DDP model (gradients stay local); a no-op context for any other model."""
+    """`model.no_sync()` for a DDP model, also under `torch.compile` (gradients stay local); else a no-op context."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper keeps the compiled module here
     if isinstance(model, DistributedDataParallel):
         return model.no_sync()
     return contextlib.nullcontext()
