@@ -274,19 +274,48 @@ def test_loss_falls_on_tiny_model(method):
     assert F.cross_entropy(model(x), y).item() < 0.5 * start
 
 
+def _global(tensors):
+    return torch.sqrt(sum((t * t).sum() for t in tensors))
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_group_with_zero_lr_is_frozen_but_counts_in_global_norm(method):
-    model = tiny_model()
+    """The frozen group's gradients enter the one global norm: e and the unit gradient match a hand computation."""
+    model = tiny_model(dtype=torch.float64)
     decay = [p for p in model.parameters() if p.ndim > 1]
     rest = [p for p in model.parameters() if p.ndim <= 1]
     frozen = [p.detach().clone() for p in rest]
-    opt = create_optimizer(
-        method, [{"params": decay}, {"params": rest, "lr": 0.0}], lr=0.1
-    )
-    for x, y in tiny_batches(2):
-        train_step(opt, model, x, y)
+    w = {p: p.detach().clone() for p in model.parameters()}
+    own = {"sam": {"rho": 0.2}, "asam": {"rho": 0.2, "eta": 0.1}, "pugd": {"rho": 0.2}, "ugd": {}}[method]
+    opt = create_optimizer(method, [{"params": decay}, {"params": rest, "lr": 0.0}], lr=0.1, **own)
+    x, y = tiny_batches(1)[0]
+    x = x.double()
+    opt.zero_grad()
+    F.cross_entropy(model(x), y).backward()
+    g = {p: p.grad.clone() for p in model.parameters()}
+    if method == "ugd":  # w ← w − lr·g/‖g‖, the norm over both groups
+        opt.step()
+        unit = {p: g[p] / (_global(g.values()) + EPS) for p in decay}
+    else:
+        opt.first_step()
+        if method == "sam":
+            d, factor = g, dict.fromkeys(g, 1.0)
+        elif method == "asam":
+            factor = {p: w[p].abs() + 0.1 for p in w}
+            d = {p: factor[p] * g[p] for p in w}
+        else:
+            d, factor = {p: w[p].abs() * g[p] for p in w}, dict.fromkeys(g, 1.0)
+        norm = _global(d.values())
+        for p in model.parameters():  # both groups are perturbed, by e = rho·factor·d/‖d‖ over both
+            torch.testing.assert_close(p.detach() - w[p], 0.2 * factor[p] * d[p] / (norm + EPS), rtol=0, atol=1e-14)
+        with bn_update_disabled(model):
+            F.cross_entropy(model(x), y).backward()
+        second = {p: p.grad.clone() for p in model.parameters()}
+        opt.second_step()
+        unit = {p: second[p] / (_global(second.values()) + EPS) if method == "pugd" else second[p] for p in decay}
+    for p in decay:
+        torch.testing.assert_close(p.detach(), w[p] - 0.1 * unit[p], rtol=0, atol=1e-14)
     assert all(torch.equal(p, f) for p, f in zip(rest, frozen))
-    assert not all(torch.equal(p, q) for p, q in zip(decay, tiny_model().parameters()))
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -654,9 +683,18 @@ def test_work_buffers_are_reused_and_never_checkpointed(method):
     opt = create_optimizer(method, model.parameters(), lr=0.1, momentum=0.9)
     x, y = tiny_batches(1)[0]
     train_step(opt, model, x, y)
-    buffers = {k: v.data_ptr() for s in opt.state.values() for k, v in s.items()}
+    buffers = lambda: {(id(p), k): v.data_ptr() for p, s in opt.state.items() for k, v in s.items()}
+    first = buffers()
+    per_param = {"sam": {"w"}, "asam": {"w", "scratch"}, "pugd": {"w", "scratch"}}[method]
+    assert set(first) == {(id(p), k) for p in model.parameters() for k in per_param}
     train_step(opt, model, x, y)
-    assert {k: v.data_ptr() for s in opt.state.values() for k, v in s.items()} == buffers
+    assert buffers() == first
+    assert opt.state_dict()["state"] == {}
+    two_pass_step(opt, model, F.cross_entropy, x, y, m=8)  # a chunked step adds its accumulator, reused after
+    chunked = buffers()
+    assert set(chunked) == set(first) | {(id(p), "acc") for p in model.parameters()}
+    two_pass_step(opt, model, F.cross_entropy, x, y, m=8)
+    assert buffers() == chunked
     assert opt.state_dict()["state"] == {}
 
 
