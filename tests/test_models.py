@@ -9,7 +9,8 @@ from unitgrad.models import cifar_model_names, create_model
 
 # Parameters for 10 classes. Published: ResNet-20/32/56 0.27/0.46/0.85 M (He et al. 2016, Table 6),
 # WRN-28-10 36.5 M and WRN-16-8 11.0 M (Zagoruyko & Komodakis 2016), CIFAR ResNet-18 11.2 M,
-# PyramidNet-110 α=270 28.3 M (Han et al. 2017, Table 4).
+# PyramidNet-110 α=270 28.3 M and PyramidNet-272 α=200 (bottleneck) 26.0 M (Han et al. 2017, Table 4; widths
+# rounded here, truncated there: +0.16 M). UPANets: the paper's counts could not be read (see upanets.py).
 PUBLISHED_PARAMS = {
     "cifar_resnet20": 0.27e6,
     "cifar_resnet32": 0.46e6,
@@ -18,6 +19,7 @@ PUBLISHED_PARAMS = {
     "cifar_wrn28_10": 36.5e6,
     "cifar_wrn16_8": 11.0e6,
     "cifar_pyramidnet110_a270": 28.3e6,
+    "cifar_pyramidnet272_a200": 26.0e6,
 }
 # Exact counts of this implementation: a change to any architecture shows up here.
 EXACT_PARAMS = {
@@ -30,6 +32,8 @@ EXACT_PARAMS = {
     "cifar_wrn16_8": 10_961_370,
     "cifar_wrn28_10": 36_479_194,
     "cifar_pyramidnet110_a270": 28_485_477,
+    "cifar_pyramidnet272_a200": 26_210_842,
+    "cifar_upanets16": 1_512_431,
 }
 SMALL = ["cifar_resnet8", "cifar_resnet20", "cifar_wrn28_2"]
 
@@ -139,3 +143,50 @@ def test_unknown_model_names_the_fix():
 def test_unsupported_stem_adaptation_names_the_fix():
     with pytest.raises(UnitgradError, match="set model.cifar_stem: false"):
         create_model("ghostnet_050", 10)
+
+
+def _upanets_params_by_hand(f: int, classes: int, img: int = 32) -> int:
+    """UPANets' size from its description (upanets.py's docstring), layer by layer."""
+    cpa = lambda i, o: i * o + o + 2 * o  # 1×1 conv with bias, BN
+    convs = lambda i, o: 9 * i * 2 * o + 2 * 2 * o + 9 * 2 * o * o + 2 * o  # conv3×3-BN ×2
+    block = lambda i, o, dense: convs(i, o) + cpa(i, o) * (1 if dense else 2)
+    total = block(3, f, dense=False) + (img * img + 1)  # stem + its spatial attention
+    size = img
+    for stage in range(4):
+        planes = f * 2**stage
+        total += block(planes, planes, dense=False)  # head: stage 0's input is the stem's f = planes
+        total += sum(block(planes + k * planes // 4, planes // 4, dense=True) for k in range(4))
+        size //= 1 if stage == 0 else 2
+        total += size * size + 1
+    return total + 2 * 31 * f + 31 * f * classes + classes  # BN of the 31f features, classifier
+
+
+@pytest.mark.parametrize("classes", [10, 100])
+def test_upanets16_size_follows_its_description(classes):
+    assert n_params(timm.create_model("cifar_upanets16", num_classes=classes)) == _upanets_params_by_hand(16, classes)
+
+
+def test_upanets16_stages_and_timm_interface():
+    model = timm.create_model("cifar_upanets16", num_classes=10)
+    x = torch.randn(2, 3, 32, 32)
+    shapes, out = [], model.stem(x)
+    for stage in model.stages:
+        out = stage(out)
+        shapes.append(tuple(out.shape[1:]))
+    assert shapes == [(32, 32, 32), (64, 16, 16), (128, 8, 8), (256, 4, 4)]  # every stage doubles its width P
+    features = model.forward_features(x)
+    assert features.shape == (2, 496, 1, 1) and model.num_features == 16 * 31
+    assert torch.equal(model.forward_head(features), model(x))
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3)
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_pyramidnet272_is_the_bottleneck_network():
+    model = timm.create_model("cifar_pyramidnet272_a200", num_classes=10)
+    blocks = [m for m in model.features if hasattr(m, "residual")]
+    assert len(blocks) == 90  # (272 - 2) / 9 per stage, 3 stages
+    assert model.num_features == 4 * (16 + 200)
+    with torch.inference_mode():
+        assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 10)
