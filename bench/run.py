@@ -1,5 +1,6 @@
-"""Speed benchmarks of unitgrad: optimizer work vs a per-parameter loop, two-pass / SGD step time,
-the on-device loader vs torchvision's DataLoader, and (full mode) the default `dvc repro` per stage.
+"""Speed benchmarks of unitgrad: optimizer work vs a per-parameter loop, two-pass / SGD step time, the
+m-sharpness step (chunks of m images) vs the whole-batch step, the on-device loader vs torchvision's
+DataLoader, and (full mode) the default `dvc repro` per stage.
 
     python bench/run.py [--quick] [--device cpu|cuda] [--out results/bench] [--threads 1] [--clock cpu|wall]
 
@@ -66,6 +67,7 @@ class Config:
     loader_repeats: int
     pipeline: bool
     clock: str = "cpu"  # "cpu" (process CPU time) or "wall"; the loader and pipeline are always wall time
+    sharpness_m: int = 32  # m-sharpness chunk (SAM's CIFAR protocol), capped at half the step batch
 
 
 QUICK = Config(("cifar_resnet18", "cifar_wrn28_10"), 10, "cifar_resnet8", 128, 20, 10_000, 128, 2, 5, False)
@@ -193,6 +195,39 @@ def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
         "meets_target": None if not headline else headline["speedup"] >= OPTIMIZER_TARGET,
         "by_model": by_model,
     }
+
+
+def bench_msharpness(cfg: Config, device: torch.device) -> dict:
+    """Training step of each two-pass method with chunks of m images (m-sharpness) over the whole-batch step."""
+    from unitgrad.models import create_model
+    from unitgrad.optim import two_pass_step
+
+    m = min(cfg.sharpness_m, cfg.step_batch // 2)
+    torch.manual_seed(0)
+    base_model = create_model(cfg.step_model, num_classes=10).to(device)
+    x = torch.randn(cfg.step_batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (cfg.step_batch,), device=device)
+    runs = {}
+    for method in TWO_PASS_METHODS:
+        for chunk in (None, m):
+            model = copy.deepcopy(base_model)
+            runs[(method, chunk)] = (model, make_optimizer("unitgrad", method, list(model.parameters())))
+    clock = CLOCKS[cfg.clock]
+    times = {key: [] for key in runs}
+    for repeat in range(max(1, cfg.step_repeats // 4) + 1):  # 6 runs of two passes each: fewer repeats
+        for (method, chunk), (model, opt) in runs.items():
+            synchronize(device)
+            start = clock()
+            two_pass_step(opt, model, torch.nn.functional.cross_entropy, x, y, m=chunk)
+            synchronize(device)
+            if repeat:
+                times[(method, chunk)].append(clock() - start)
+    raw = {f"{method}_{'whole' if chunk is None else f'm{chunk}'}": t for (method, chunk), t in times.items()}
+    result = {"model": cfg.step_model, "batch": cfg.step_batch, "m": m, "raw_s": raw}
+    for method in TWO_PASS_METHODS:
+        whole, chunked = min(times[(method, None)]), min(times[(method, m)])
+        result[method] = {"whole_batch_s": whole, "chunked_s": chunked, "ratio": chunked / whole}
+    return result
 
 
 def bench_step_ratio(cfg: Config, device: torch.device) -> dict:
@@ -444,6 +479,25 @@ def render_markdown(summary: dict) -> str:
     ]
     lines += [f"| {m_} | {step[m_]['step_s'] * 1e3:.1f} | {step[m_]['ratio']:.2f} |" for m_ in TWO_PASS_METHODS]
 
+    ms = summary["msharpness"]
+    lines += [
+        "",
+        f"## m-sharpness: chunks of m = {ms['m']} vs the whole batch ({ms['model']}, batch {ms['batch']})",
+        "",
+        (
+            "`unitgrad.optim.two_pass_step`: each chunk perturbs with its own gradient (SAM's per-accelerator "
+            "protocol on one device). Same images per step, in batch/m smaller forward/backward pairs plus the "
+            "perturb/restore per chunk; whether that is slower (small kernels) or faster (cache) is measured here."
+        ),
+        "",
+        "| method | whole batch ms | m-chunked ms | chunked / whole |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {m_} | {ms[m_]['whole_batch_s'] * 1e3:.1f} | {ms[m_]['chunked_s'] * 1e3:.1f} | {ms[m_]['ratio']:.2f} |"
+        for m_ in TWO_PASS_METHODS
+    ]
+
     ld = summary["loader_speedup_vs_dataloader"]
     lines += [
         "",
@@ -492,6 +546,7 @@ def run(cfg: Config, device: torch.device, out: Path, mode: str) -> dict:
     summary["loop_reference_check"] = check_loop_reference(device)
     summary["optimizer_speedup_vs_loop"] = bench_optimizer_work(cfg, device)
     summary["two_pass_over_sgd"] = bench_step_ratio(cfg, device)
+    summary["msharpness"] = bench_msharpness(cfg, device)
     summary["loader_speedup_vs_dataloader"] = bench_loader(cfg, device)
     if cfg.pipeline:
         summary["pipeline"] = bench_pipeline()
