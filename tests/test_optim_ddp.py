@@ -45,7 +45,10 @@ def _worker(rank, port, out_path):
         "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
     )
     x, y = shards()
-    results = {}
+    results = {"compiled_first_pass_local": None}
+    probe = DistributedDataParallel(make_model())
+    with first_pass_no_sync(torch.compile(probe)):  # the wrapper is unwrapped; nothing is compiled here
+        results["compiled_first_pass_local"] = not probe.require_backward_grad_sync
     for method, cfg in METHODS.items():
         model = DistributedDataParallel(make_model())
         opt = create_optimizer(method, model.parameters(), **cfg, **SGD)
@@ -138,6 +141,7 @@ def test_ddp_two_replicas_match_single_process_reference(replicas):
             for got, want in zip(params[method], expected):
                 torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
     assert all(torch.equal(a, b) for a, b in zip(replicas[0]["pugd"], replicas[1]["pugd"]))
+    assert all(r["compiled_first_pass_local"] for r in replicas)  # first_pass_no_sync sees through torch.compile
 
 
 @pytest.mark.parametrize("m", [16, 8])

@@ -37,7 +37,8 @@ from typing import Any
 import torch
 
 from unitgrad.errors import UnitgradError
-from unitgrad.optim._base import TwoPassOptimizer, WrappedOptimizer, fused_supported
+from unitgrad.optim._base import TwoPassOptimizer, WrappedOptimizer
+from unitgrad.optim._foreach import fused_supported
 from unitgrad.optim.asam import ASAM
 from unitgrad.optim.bn import bn_update_disabled
 from unitgrad.optim.ddp import first_pass_no_sync

@@ -2,14 +2,13 @@
 
 Every wrapper is a `torch.optim.Optimizer` whose `param_groups` list *is* the base optimizer's, so an LR
 scheduler built on the wrapper drives the base optimizer. All tensor work uses `torch._foreach_*` ops on
-buckets of parameters that share a param group, device and dtype; nothing reads a value back to the host,
-and no parameter-sized tensor is allocated after the first step (on CPU each fresh allocation costs page
-faults that took longer than the arithmetic).
+buckets of parameters (`unitgrad.optim._foreach`); nothing reads a value back to the host, and no
+parameter-sized tensor is allocated after the first step (on CPU each fresh allocation costs page faults that
+took longer than the arithmetic).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,13 +16,12 @@ import torch
 from torch import Tensor
 
 from unitgrad.errors import UnitgradError
+from unitgrad.optim._foreach import Bucket, add_scaled_, buckets, global_norm, has_grad
 
 EPS = 1e-12  # added to every norm in a denominator
 _SAVED = "w"  # state key: the weights at w while the optimizer is between first_step and second_step
 _SCRATCH = "scratch"  # state key: a parameter-sized work buffer, never checkpointed
 _ACCUMULATED = "acc"  # state key: the weighted sum of the chunks' second-pass gradients during a chunked step
-# torch optimizers with a fused implementation of the same update (equal to the default one up to rounding)
-_FUSABLE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
 
 
 def check_nonnegative(name: str, value: Any) -> float:
@@ -32,52 +30,6 @@ def check_nonnegative(name: str, value: Any) -> float:
             f"{name} must be a number >= 0, got {value!r}: fix optim.* in params.yaml"
         )
     return float(value)
-
-
-class Bucket:
-    """Parameters of one param group on one device with one dtype: the unit every foreach op runs on."""
-
-    __slots__ = ("group", "params")
-
-    def __init__(self, group: dict[str, Any], params: list[Tensor]) -> None:
-        self.group = group
-        self.params = params
-
-    @property
-    def grads(self) -> list[Tensor]:
-        return [p.grad for p in self.params]  # type: ignore[misc]
-
-
-def buckets(
-    param_groups: list[dict[str, Any]], keep: Callable[[Tensor], bool]
-) -> list[Bucket]:
-    """Split the kept parameters of every group by (device, dtype) so foreach ops take their fast path."""
-    out = []
-    for group in param_groups:
-        split: dict[tuple[torch.device, torch.dtype], list[Tensor]] = defaultdict(list)
-        for p in group["params"]:
-            if keep(p):
-                split[(p.device, p.dtype)].append(p)
-        out += [Bucket(group, params) for params in split.values()]
-    return out
-
-
-def _has_grad(p: Tensor) -> bool:
-    if p.grad is not None and p.grad.is_sparse:
-        raise UnitgradError(
-            "sparse gradients are not supported by unitgrad.optim: use dense embeddings"
-        )
-    return p.grad is not None
-
-
-def fused_supported(base_cls: type[torch.optim.Optimizer], params: list[Any]) -> bool:
-    """True when `base_cls` is torch's SGD/Adam/AdamW and every parameter is a floating-point CPU or CUDA tensor."""
-    return base_cls in _FUSABLE and all(
-        isinstance(p, Tensor)
-        and p.device.type in ("cpu", "cuda")
-        and p.is_floating_point()
-        for p in params
-    )
 
 
 class _PlainStep:
@@ -90,47 +42,6 @@ class _PlainStep:
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.param_groups = optimizer.param_groups
         self.step = optimizer.step
-
-
-def abs_into(out: list[Tensor], tensors: list[Tensor]) -> None:
-    """out ← |tensors| element-wise, into existing buffers."""
-    # foreach ops are a loop over tensors on CPU, so per-tensor `out=` saves a pass; on an accelerator a
-    # kernel launch per tensor costs more than the extra pass of the multi-tensor kernels.
-    if tensors[0].device.type == "cpu":
-        for tensor, buffer in zip(tensors, out):
-            torch.abs(tensor, out=buffer)
-    else:
-        torch._foreach_copy_(out, tensors)
-        torch._foreach_abs_(out)
-
-
-def add_scaled_(tensors: list[Tensor], others: list[Tensor], scale: Tensor) -> None:
-    """tensors ← tensors + scale·others for a 0-dim `scale`, without reading it on the host; `others` is consumed."""
-    # One pass on CPU; on an accelerator a broadcast `scale` would leave the multi-tensor kernels' fast path.
-    if tensors[0].device.type == "cpu":
-        torch._foreach_addcmul_(tensors, others, [scale] * len(tensors))
-    else:
-        torch._foreach_mul_(others, scale)
-        torch._foreach_add_(tensors, others)
-
-
-def global_norm(tensor_lists: list[list[Tensor]]) -> Tensor:
-    """‖all tensors concatenated‖₂ as a 0-dim tensor, accumulated in float32 (float64 for float64 input)."""
-    partial = []
-    for tensors in tensor_lists:
-        acc = torch.float64 if tensors[0].dtype == torch.float64 else torch.float32
-        partial.append(
-            torch.linalg.vector_norm(
-                torch.stack(torch._foreach_norm(tensors, 2, dtype=acc))
-            )
-        )
-    if len(partial) == 1:
-        return partial[0]
-    device, dtype = (
-        partial[0].device,
-        max((t.dtype for t in partial), key=lambda d: d.itemsize),
-    )
-    return torch.linalg.vector_norm(torch.stack([t.to(device, dtype) for t in partial]))
 
 
 class WrappedOptimizer(torch.optim.Optimizer):
@@ -175,7 +86,7 @@ class WrappedOptimizer(torch.optim.Optimizer):
 
     def _normalise_grads(self) -> None:
         """g ← g / (‖g‖ + ε) with one global norm over every parameter that has a gradient."""
-        grad_buckets = [b.grads for b in buckets(self.param_groups, _has_grad)]
+        grad_buckets = [b.grads for b in buckets(self.param_groups, has_grad)]
         if not grad_buckets:
             return
         denom = global_norm(grad_buckets) + EPS
@@ -237,7 +148,7 @@ class TwoPassOptimizer(WrappedOptimizer):
             self.state[p].pop(
                 _SAVED, None
             )  # only perturbed weights are restored in second_step
-        grad_buckets = buckets(self.param_groups, _has_grad)
+        grad_buckets = buckets(self.param_groups, has_grad)
         if grad_buckets:
             directions = [self._direction(b) for b in grad_buckets]
             norm = global_norm([d for d, _ in directions])
@@ -290,7 +201,7 @@ class TwoPassOptimizer(WrappedOptimizer):
                 self.state[p].pop(_ACCUMULATED, None)  # a parameter gets an accumulated gradient only if it had one
         elif finite is not None:
             self._chunks_finite = finite if self._chunks_finite is None else self._chunks_finite & finite
-        for bucket in buckets(self.param_groups, _has_grad):
+        for bucket in buckets(self.param_groups, has_grad):
             started = [self._accumulating and _ACCUMULATED in self.state[p] for p in bucket.params]
             fresh = Bucket(bucket.group, [p for p, s in zip(bucket.params, started) if not s])
             if fresh.params:
@@ -346,7 +257,7 @@ class TwoPassOptimizer(WrappedOptimizer):
     def _carry_first_pass_overflow(self) -> None:
         """GradScaler inspects only the gradients it unscales: turn a first-pass overflow into a NaN there."""
         finite = self._first_pass_finite
-        grad_buckets = [b.grads for b in buckets(self.param_groups, _has_grad)]
+        grad_buckets = [b.grads for b in buckets(self.param_groups, has_grad)]
         if finite is None or not grad_buckets:
             return
         first = grad_buckets[0][0]

@@ -16,13 +16,8 @@ import torch
 from torch import Tensor
 
 from unitgrad.errors import UnitgradError
-from unitgrad.optim._base import (
-    _SCRATCH,
-    Bucket,
-    TwoPassOptimizer,
-    abs_into,
-    check_nonnegative,
-)
+from unitgrad.optim._base import _SCRATCH, TwoPassOptimizer, check_nonnegative
+from unitgrad.optim._foreach import Bucket, abs_into
 
 RULES = ("paper", "official")
 

@@ -13,13 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from unitgrad.optim._base import (
-    _SCRATCH,
-    Bucket,
-    TwoPassOptimizer,
-    abs_into,
-    check_nonnegative,
-)
+from unitgrad.optim._base import _SCRATCH, TwoPassOptimizer, check_nonnegative
+from unitgrad.optim._foreach import Bucket, abs_into
 
 
 class PUGD(TwoPassOptimizer):

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from unitgrad.optim._base import Bucket, TwoPassOptimizer, check_nonnegative
+from unitgrad.optim._base import TwoPassOptimizer, check_nonnegative
+from unitgrad.optim._foreach import Bucket
 
 
 class SAM(TwoPassOptimizer):
