@@ -97,18 +97,19 @@ class UPANet(CifarClassifier):
         super().__init__()
         dense = 4 * blocks
         self.stem = UPABlock(in_chans, filters, "same")
-        stages, taps, in_chs, size = [], [SpatialPixelAttention(img_size)], filters, img_size
+        widths, size, taps, stages = [filters], img_size, [SpatialPixelAttention(img_size)], []
         for i in range(4):
             planes = filters * 2**i
-            layers = [UPABlock(in_chs, planes, "same" if i == 0 else "down")]
-            size //= 1 if i == 0 else 2
-            layers += [UPABlock(planes + k * (planes // dense), planes // dense, "dense") for k in range(dense)]
-            in_chs = planes + dense * (planes // dense)
-            stages.append(nn.Sequential(*layers))
+            growth = planes // dense
+            if i:
+                size //= 2
+            head = UPABlock(widths[-1], planes, "down" if i else "same")
+            stages.append(nn.Sequential(head, *(UPABlock(planes + k * growth, growth, "dense") for k in range(dense))))
+            widths.append(planes + dense * growth)
             taps.append(SpatialPixelAttention(size))
         self.stages = nn.ModuleList(stages)
         self.spatial = nn.ModuleList(taps)  # stem, stage 0..3
-        num_features = filters + sum(2 * filters * 2**i for i in range(4))
+        num_features = sum(widths)  # 31f: f + 2f + 4f + 8f + 16f
         self.features_norm = nn.BatchNorm2d(num_features)  # on (B, 31f, 1, 1): BatchNorm1d of the vector
         self._finish(num_features, num_classes, drop_rate)
 

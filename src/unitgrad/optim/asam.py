@@ -4,7 +4,8 @@
 SamsungLabs/ASAM's code, only parameters whose name contains "weight" (convolution, linear and BatchNorm
 scale weights); the others (biases, BatchNorm shifts) get T = 1, i.e. their share of e is ρ·g/‖Tg‖, with
 one global ‖Tg‖ over all of them. The official ρ (0.5 on CIFAR-10) was tuned with that rule. It needs
-parameter names: pass `model.named_parameters()` or groups of (name, parameter) pairs.
+parameter names: pass `model.named_parameters()` or groups of (name, parameter) pairs. The denominator is
+‖Tg‖ + 1e-12 under both rules (the official code adds 1e-16).
 """
 
 from __future__ import annotations

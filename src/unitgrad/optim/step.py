@@ -6,6 +6,8 @@ the batch is split into chunks of m images; chunk i takes its gradient g_i at w,
 g*_i at w + e_i; the update uses mean_i g*_i (SAM, ASAM) or mean_i (g_i + g*_i) (PUGD, whose gradients are not
 zeroed between the passes), as a DDP run with one replica per chunk does. m = batch is the unchunked step.
 Under DDP the chunks split each process's own batch; every chunk's second pass is all-reduced.
+BatchNorm normalises each chunk by its own statistics, as each replica does; its running statistics take one
+update per chunk (batch/m per step) where each replica of a DDP run would keep its own.
 """
 
 from __future__ import annotations
