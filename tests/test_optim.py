@@ -800,6 +800,30 @@ def test_two_pass_step_bad_m_is_one_line_error_naming_the_key(method, m):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing ran
 
 
+@pytest.mark.parametrize(("m", "bn_first_pass_only", "updates"), [(None, True, 1), (None, False, 2), (8, True, 4), (8, False, 8)])
+def test_two_pass_step_batchnorm_updates_per_pass_and_chunk(m, bn_first_pass_only, updates):
+    """Running statistics: once per first pass (of each chunk), or in both passes (the official PUGD code)."""
+    model = tiny_model()
+    opt = create_optimizer("pugd", model.parameters(), lr=0.1)
+    x, y = tiny_batches(1)[0]
+    two_pass_step(opt, model, F.cross_entropy, x, y, m=m, bn_first_pass_only=bn_first_pass_only)
+    assert model[1].num_batches_tracked.item() == updates
+
+
+def test_two_pass_step_enters_autocast_around_every_forward():
+    model = tiny_model()
+    opt = create_optimizer("sam", model.parameters(), lr=0.1)
+    entered = []
+
+    def autocast():
+        entered.append(1)
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+
+    x, y = tiny_batches(1)[0]
+    loss, logits, _ = two_pass_step(opt, model, F.cross_entropy, x, y, m=16, autocast=autocast)
+    assert len(entered) == 4 and logits.dtype == torch.bfloat16 and torch.isfinite(loss)
+
+
 def test_accumulated_step_without_chunks_is_an_error():
     opt = SAM(tiny_model().parameters(), torch.optim.SGD, lr=0.1)
     with pytest.raises(UnitgradError, match="without accumulate_chunk"):
