@@ -800,7 +800,9 @@ def test_two_pass_step_bad_m_is_one_line_error_naming_the_key(method, m):
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # nothing ran
 
 
-@pytest.mark.parametrize(("m", "bn_first_pass_only", "updates"), [(None, True, 1), (None, False, 2), (8, True, 4), (8, False, 8)])
+@pytest.mark.parametrize(
+    ("m", "bn_first_pass_only", "updates"), [(None, True, 1), (None, False, 2), (8, True, 4), (8, False, 8)]
+)
 def test_two_pass_step_batchnorm_updates_per_pass_and_chunk(m, bn_first_pass_only, updates):
     """Running statistics: once per first pass (of each chunk), or in both passes (the official PUGD code)."""
     model = tiny_model()
@@ -856,7 +858,7 @@ def test_chunked_fp16_step_is_skipped_when_any_chunk_overflows(chunk, where):
     assert len(opt.base_optimizer.state) == 0 and scaler.get_scale() == 2.0**11
 
 
-# ---------------------------------------------------------------- ASAM's rules, by hand on a 2-element weight and a bias
+# ---------------------------------------------------------------- ASAM's rules by hand: a 2-element weight, a bias
 
 
 def _linear_with_grads(weight, bias, grad_w, grad_b):

@@ -56,8 +56,8 @@ class ASAM(TwoPassOptimizer):
             names = group.get("param_names")
             if names is None:
                 raise UnitgradError(
-                    "ASAM rule 'official' scales only parameters named '*weight*' and needs their names: "
-                    "pass model.named_parameters() (or groups of (name, parameter) pairs), or set optim.asam.rule: paper"
+                    "ASAM rule 'official' scales only parameters named '*weight*' and needs their names: pass "
+                    "model.named_parameters() (or groups of (name, parameter) pairs), or set optim.asam.rule: paper"
                 )
             unscaled |= {id(p) for name, p in zip(names, group["params"]) if "weight" not in name}
         return unscaled
