@@ -826,6 +826,28 @@ def test_two_pass_step_enters_autocast_around_every_forward():
     assert len(entered) == 4 and logits.dtype == torch.bfloat16 and torch.isfinite(loss)
 
 
+def test_parameter_with_a_gradient_in_some_chunks_gets_its_share_of_the_mean():
+    """rho = 0: g* = g. Chunk 1 touches only a, chunk 2 both: grad a = (2a + b)/2, grad b = a/2, b kept once."""
+    a = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([0.5, 3.0], dtype=torch.float64, requires_grad=True)
+    opt = create_optimizer("sam", [a, b], rho=0.0, lr=0.1)
+    want_a, want_b = a.detach() - 0.1 * (2 * a.detach() + b.detach()) / 2, b.detach() - 0.1 * a.detach() / 2
+    for _ in range(2):  # the second step starts with stale accumulators from the first: they must not leak
+        start_a, start_b = a.detach().clone(), b.detach().clone()
+        for loss in (lambda: (a * a).sum(), lambda: (a * b).sum()):
+            opt.zero_grad()
+            loss().backward()
+            opt.first_step()
+            loss().backward()
+            opt.accumulate_chunk(0.5)
+        opt.accumulated_step()
+        torch.testing.assert_close(a.detach(), want_a, rtol=0, atol=1e-15)
+        torch.testing.assert_close(b.detach(), want_b, rtol=0, atol=1e-15)
+        want_a = a.detach() - 0.1 * (2 * a.detach() + b.detach()) / 2
+        want_b = b.detach() - 0.1 * a.detach() / 2
+        assert not torch.equal(a.detach(), start_a) and not torch.equal(b.detach(), start_b)
+
+
 def test_accumulated_step_without_chunks_is_an_error():
     opt = SAM(tiny_model().parameters(), torch.optim.SGD, lr=0.1)
     with pytest.raises(UnitgradError, match="without accumulate_chunk"):
