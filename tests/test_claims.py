@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from unitgrad.report import claims
+from unitgrad.report import claims, protocols
 from unitgrad.report.references import DIRECTIONAL, PUBLISHED, STUDIES, protocols_markdown
 from unitgrad.report.stats import describe, paired_difference
 
@@ -367,6 +367,22 @@ def test_official_setting_claim_checks_the_official_codes_settings():
     assert _directional(good).loc["pugd_sam_clean", "verdict"] == claims.NOT_RUN  # main's claim: not its runs
 
 
+@pytest.mark.parametrize(
+    "sam_rho, verdict, mismatches",
+    [
+        (0.05, claims.SUPPORTED, "none"),
+        (0.1, claims.NOT_COMPARABLE, "sam: rho 0.1 ≠ 0.05"),  # Table 4's SAM used 0.05 at 80 % noise
+    ],
+)
+def test_label_noise_claim_holds_sam_to_table_4s_rho(sam_rho, verdict, mismatches):
+    rows = _runs("sam_table4", "cifar_resnet32", "pugd", [0.80, 0.81, 0.82], {**SAM_T4, "rho": 1.0}, noise=0.8) + _runs(
+        "sam_table4", "cifar_resnet32", "sam", [0.77, 0.78, 0.79], {**SAM_T4, "rho": sam_rho}, noise=0.8
+    )
+    row = _directional(rows).loc["pugd_sam_noise"]
+    assert (row["verdict"], row["mismatches"]) == (verdict, mismatches)
+    assert row["reproduced"].startswith("CIFAR-10, 80 % noise: PUGD − SAM = +3.00 pp")
+
+
 # --- smoke scale and the renderings ---------------------------------------------------------------
 
 SMOKE = {**MAIN, "epochs": 2, "batch_size": 64, "m": 64, "train_size": 2500}
@@ -441,8 +457,8 @@ def test_frames_without_study_or_protocol_columns_read_as_not_recorded():
     summary = _summary(runs.assign(study="x")).drop(columns="study")
     checked = claims.check_claims(runs, summary, NO_PAIRS.drop(columns="study"), [WRN_SAM], "paper", 3, 0.5)
     assert checked.iloc[-1]["verdict"] == claims.NOT_RUN
-    protocols = claims.run_protocols(runs.assign(study="sam_table1"))
-    assert protocols.loc[0, "n_seeds"] == 3 and protocols[claims.RECORDED_FIELDS].isna().all(axis=None)
+    recorded = protocols.run_protocols(runs.assign(study="sam_table1"))
+    assert recorded.loc[0, "n_seeds"] == 3 and recorded[protocols.RECORDED_FIELDS].isna().all(axis=None)
 
 
 def test_protocols_table_names_every_study():

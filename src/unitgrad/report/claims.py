@@ -14,12 +14,12 @@ from typing import Any
 import pandas as pd
 
 from unitgrad.report import style
+from unitgrad.report.protocols import GROUP_COLUMNS, merged_mismatches, protocol_mismatches, run_protocols, text
 from unitgrad.report.references import (
     DIRECTIONAL,
     FULL_TRAIN_SIZE,
     METRIC_LABELS,
     PAPER_EPOCHS,
-    PROTOCOL_FIELDS,
     DirectionalClaim,
     PublishedNumber,
 )
@@ -31,8 +31,6 @@ VERDICTS = (SUPPORTED, NOT_SUPPORTED, NOT_COMPARABLE, NOT_RUN, CANNOT_RUN)
 DIRECTIONAL_PUBLISHED = "PUGD better than SAM"
 COLUMNS = ["claim", "source", "study", "metric", "published", "reproduced", "scale", "verdict", "reason",
            "mismatches"]
-GROUP_COLUMNS = ["study", "dataset", "model", "optimizer", "noise"]
-RECORDED_FIELDS = [f for f in PROTOCOL_FIELDS if f != "model"]
 # Settings two optimizers of a paired comparison must share (ρ, m and the ASAM rule are per method).
 SHARED_FIELDS = ["epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "augmentation", "train_size",
                  "noise_kind"]
@@ -59,55 +57,6 @@ def _pp(fraction: float) -> float:
     return 100 * fraction
 
 
-def _missing(value: Any) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and math.isnan(value))
-
-
-def _text(value: Any) -> str:
-    if _missing(value):
-        return "not recorded"
-    return f"{value:g}" if isinstance(value, float | int) else str(value)
-
-
-def run_protocols(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (study, dataset, model, optimizer, noise): each protocol field as its runs recorded it, and `n_seeds`.
-
-    A field the seeds disagree on reads "mixed: a, b"; one no run recorded (or a column runs.csv
-    lacks, as from an older aggregate) reads NaN, i.e. not recorded.
-    """
-    frame = runs.reindex(columns=list(dict.fromkeys(GROUP_COLUMNS + ["seed"] + RECORDED_FIELDS)))
-    per_run = frame.drop_duplicates(GROUP_COLUMNS + ["seed"])  # the fields are per run, repeated per metric
-    rows = []
-    for key, group in per_run.groupby(GROUP_COLUMNS, dropna=False, sort=True):
-        row = dict(zip(GROUP_COLUMNS, key))
-        for name in RECORDED_FIELDS:
-            values = sorted({_text(v) for v in group[name]})
-            row[name] = group[name].iloc[0] if len(values) == 1 else "mixed: " + ", ".join(values)
-        rows.append({**row, "n_seeds": int(group["seed"].nunique())})
-    return pd.DataFrame(rows, columns=GROUP_COLUMNS + RECORDED_FIELDS + ["n_seeds"])
-
-
-def _equal(recorded: Any, expected: Any) -> bool:
-    if isinstance(expected, str):
-        return str(recorded) == expected
-    try:
-        return math.isclose(float(recorded), float(expected), rel_tol=1e-9, abs_tol=1e-12)
-    except (TypeError, ValueError):
-        return False
-
-
-def protocol_mismatches(recorded: pd.Series, expected: dict[str, Any], note: str = "") -> list[str]:
-    """"field recorded ≠ expected" for every expected field the runs did not record as expected."""
-    out = []
-    for name, value in expected.items():
-        got = recorded.get(name)
-        if value is None:  # no artifact model is known to be the source's architecture
-            out.append(f"{name} {_text(got)}: {note}")
-        elif str(got).startswith("mixed: ") or not _equal(got, value):
-            out.append(f"{name} {_text(got)} ≠ {_text(value)}")
-    return out
-
-
 def _noise_is(frame: pd.DataFrame, noise: float) -> pd.Series:
     return (frame["noise"] - noise).abs() < 1e-9
 
@@ -131,7 +80,7 @@ def _mean_ci(mean: float, ci: float, n: int) -> str:
 
 
 def _scale_text(scale: str, model: str, epochs: Any, train_size: Any, n: int) -> str:
-    return (f"{scale}: {model}, {_text(epochs)} ep, {_text(train_size)} train imgs, "
+    return (f"{scale}: {model}, {text(epochs)} ep, {text(train_size)} train imgs, "
             f"{n} seed{'s' if n != 1 else ''}")
 
 
@@ -139,15 +88,6 @@ def _summary_of(summary: pd.DataFrame, group: pd.Series, metric: str) -> pd.Seri
     match = summary[(summary["metric"] == metric) & _noise_is(summary, group["noise"])
                     & (summary[GROUP_COLUMNS[:4]] == group[GROUP_COLUMNS[:4]].to_numpy()).all(axis=1)]
     return None if match.empty else match.iloc[0]
-
-
-def _merged(per_optimizer: dict[str, list[str]]) -> list[str]:
-    """The optimizers' mismatches, those they all share once, the rest prefixed with their optimizer."""
-    if not per_optimizer:
-        return []
-    shared = set.intersection(*(set(m) for m in per_optimizer.values()))
-    return ([m for m in next(iter(per_optimizer.values())) if m in shared]
-            + [f"{o}: {m}" for o, ms in per_optimizer.items() for m in ms if m not in shared])
 
 
 def _published_row(ref: PublishedNumber, protocols: pd.DataFrame, summary: pd.DataFrame, scale: str,
@@ -174,7 +114,7 @@ def _published_row(ref: PublishedNumber, protocols: pd.DataFrame, summary: pd.Da
     if not found:
         return {**row, "verdict": NOT_RUN,
                 "reason": f"not run here: study {ref.study} has no {' or '.join(missing)} runs on {where}"}
-    mismatches = _merged(per_candidate) + [f"{o} not run" for o in missing]
+    mismatches = merged_mismatches(per_candidate) + [f"{o} not run" for o in missing]
     scored = [(o, g, s) for o, g, s in found if s is not None]
     if not scored:
         return {**row, "verdict": NOT_COMPARABLE, "mismatches": "; ".join(mismatches),
@@ -203,8 +143,10 @@ def _directional_mismatches(claim: DirectionalClaim, pair: pd.Series, protocols:
                             min_seeds: int) -> list[str]:
     """Why a paired comparison is not at its study's full protocol (empty when it is)."""
     full = {**claim.protocol, "train_size": FULL_TRAIN_SIZE.get(pair["dataset"], math.inf)}
+    reference = next((dict(p) for noise, p in claim.reference_protocol.items() if abs(noise - pair["noise"]) < 1e-9),
+                     {})
     recorded, per_optimizer = {}, {}
-    for optimizer in (claim.optimizer, claim.reference):
+    for optimizer, expected in ((claim.optimizer, full), (claim.reference, {**full, **reference})):
         group = protocols[(protocols[GROUP_COLUMNS[:3]] == [claim.study, pair["dataset"], pair["model"]]).all(axis=1)
                           & (protocols["optimizer"] == optimizer) & _noise_is(protocols, pair["noise"])]
         if group.empty:
@@ -213,13 +155,13 @@ def _directional_mismatches(claim: DirectionalClaim, pair: pd.Series, protocols:
         recorded[optimizer] = got = group.iloc[0]
         epochs = got["epochs"]
         short = str(epochs).startswith("mixed: ") or not float(epochs) >= PAPER_EPOCHS  # NaN fails too
-        per_optimizer[optimizer] = ([f"epochs {_text(epochs)} < {PAPER_EPOCHS}"] if short else []) + \
-            protocol_mismatches(got, full)
-    out = _merged(per_optimizer)
+        per_optimizer[optimizer] = ([f"epochs {text(epochs)} < {PAPER_EPOCHS}"] if short else []) + \
+            protocol_mismatches(got, expected)
+    out = merged_mismatches(per_optimizer)
     if len(recorded) == 2:
         a, b = recorded.values()
-        out += [f"{name} differs: {claim.optimizer} {_text(a[name])}, {claim.reference} {_text(b[name])}"
-                for name in SHARED_FIELDS if _text(a[name]) != _text(b[name])]
+        out += [f"{name} differs: {claim.optimizer} {text(a[name])}, {claim.reference} {text(b[name])}"
+                for name in SHARED_FIELDS if text(a[name]) != text(b[name])]
     if pair["n"] < min_seeds:
         out.append(f"paired seeds {int(pair['n'])} < {min_seeds}")
     return out
