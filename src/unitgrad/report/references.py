@@ -101,13 +101,14 @@ _UNSTATED_PYRAMIDNET = "architecture not stated in the paper"
 _PRETRAINED = ("fine-tuned from ImageNet-21k pretrained weights; the artifact has no pretrained weights and trains "
                "every model from scratch")
 _OFFICIAL_PUGD = {"batch_size": 100, "bn_update": "both_passes", "lr": 0.1, "weight_decay": 5e-4,
-                  "augmentation": _CROP_FLIP, "label_smoothing": 0.0}
+                  "augmentation": _CROP_FLIP}
 
 STUDIES = {study.name: study for study in [
     Study("sam_table1", f"{SAM_PAPER}, Table 1 (hyper-parameters: Table 6)",
           "WRN-28-10 on CIFAR-10/100, 200 epochs, batch 256, m = 32, LR / WD / ρ per model (WRN: 0.1 / 5e-4 / "
-          "0.05 and 0.1; PyramidNet: 0.05 / 5e-4 / 0.05 and 0.2), crop + flip, 5 seeds, final-epoch accuracy; the "
-          "SGD column is the better of sgd and sgd_2x (400 epochs), as in the source",
+          "0.05 and 0.1; PyramidNet: 0.05 / 5e-4 / 0.05 and 0.2), crop + flip, 5 seeds, final-epoch accuracy (the "
+          "paper describes no best-epoch selection); the SGD column is the better of sgd and sgd_2x (400 epochs), "
+          "as in the source",
           "m-sharpness: SAM perturbs each of 8 accelerators with its own 32-image sub-batch; here one device splits "
           "the batch into chunks of 32 with the same arithmetic. SAM's PyramidNet: the depth is not stated in the "
           "paper, so that row cannot be matched. Label smoothing and the BN rule are not stated, so not checked"),
