@@ -14,9 +14,8 @@ from scipy import stats
 
 from unitgrad import cli as unitgrad_cli
 from unitgrad.errors import UnitgradError
-from unitgrad.report import aggregate, claims, figures, paper, tables
+from unitgrad.report import aggregate, figures, paper, tables
 from unitgrad.report.cli import main as report_main
-from unitgrad.report.references import PUBLISHED, PublishedNumber
 from unitgrad.report.stats import describe, paired_difference, t_half_width
 
 PARAMS = """
@@ -204,81 +203,6 @@ def test_figures_are_written_without_noise_or_corruption_or_spread(tmp_path, bui
     assert sorted(p.name for p in paths) == sorted(f"{s}.{f}" for s in FIGURES for f in ("png", "pdf"))
     empty = tables.label_noise_table(aggregate.summarize(runs))
     assert "no label-noise runs" in empty.markdown() and "no label-noise runs" in empty.latex()
-
-
-# --- claims -----------------------------------------------------------------------------------
-
-def test_smoke_claims_every_row_has_a_verdict(built):
-    text = (built / "results" / "claims.md").read_text()
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    assert len(rows) == len(PUBLISHED) + 3  # three directional claims, one noise rate
-    verdicts = [line.rsplit(" | ", 2)[1] for line in rows]
-    assert set(verdicts) <= {claims.SUPPORTED, claims.NOT_SUPPORTED, claims.NOT_COMPARABLE}
-    assert "paper-scale comparable" in text and "200" in text
-
-
-def _summary_row(model, optimizer, mean, ci, n, epochs=200, train_size=50_000, noise=0.0, dataset="cifar10"):
-    return {"dataset": dataset, "model": model, "optimizer": optimizer, "noise": noise, "metric": "clean_acc",
-            "epochs": epochs, "train_size": train_size, "mean": mean, "std": ci, "n": n, "ci95": ci, "seeds": ""}
-
-
-def _verdict(summary_rows, published, paired=None, scale="paper", tolerance_pp=0.5):
-    paired = paired if paired is not None else pd.DataFrame(columns=aggregate.PAIRED_COLUMNS)
-    checked = claims.check_claims(pd.DataFrame(summary_rows), paired, published, scale, 3, tolerance_pp)
-    return checked.iloc[3:].reset_index(drop=True)  # after the three directional rows
-
-
-def test_published_number_needs_paper_scale():
-    ref = PublishedNumber("SAM, Table 1", "cifar10", "WRN-28-10", "cifar_wrn28_10", "sam", 97.3, 0.1)
-    supported = _verdict([_summary_row("cifar_wrn28_10", "sam", 0.9712, 0.003, 5)], [ref])
-    assert supported.loc[0, "verdict"] == claims.SUPPORTED
-    assert supported.loc[0, "reproduced"] == "97.12 ± 0.30 % (n=5)"
-    missed = _verdict([_summary_row("cifar_wrn28_10", "sam", 0.95, 0.003, 5)], [ref])
-    assert missed.loc[0, "verdict"] == claims.NOT_SUPPORTED
-    smoke = _verdict([_summary_row("cifar_wrn28_10", "sam", 0.973, 0.003, 2, epochs=4, train_size=5000)], [ref],
-                     scale="smoke")
-    assert smoke.loc[0, "verdict"] == claims.NOT_COMPARABLE  # even though the number happens to match
-    assert "4 < 200 epochs" in smoke.loc[0, "reason"] and "too few seeds (2 < 3)" in smoke.loc[0, "reason"]
-    absent = _verdict([_summary_row("cifar_resnet8", "sam", 0.5, 0.01, 3)], [ref])
-    assert absent.loc[0, "verdict"] == claims.NOT_COMPARABLE and "not run here" in absent.loc[0, "reason"]
-
-
-def test_match_tolerance_comes_from_params():
-    ref = PublishedNumber("SAM, Table 1", "cifar10", "WRN-28-10", "cifar_wrn28_10", "sam", 97.3, 0.1)
-    row = [_summary_row("cifar_wrn28_10", "sam", 0.9650, 0.001, 5)]  # 0.8 pp below, CI 0.1 pp
-    assert _verdict(row, [ref], tolerance_pp=0.5).loc[0, "verdict"] == claims.NOT_SUPPORTED
-    assert _verdict(row, [ref], tolerance_pp=1.0).loc[0, "verdict"] == claims.SUPPORTED
-
-
-def _paired_row(low, high, n=3, noise=0.0):
-    return {"dataset": "cifar10", "model": "cifar_resnet8", "noise": noise, "metric": "clean_acc",
-            "optimizer": "pugd", "reference": "sam", "n": n, "mean_diff": (low + high) / 2, "ci95_low": low,
-            "ci95_high": high, "p_value": 0.2, "note": ""}
-
-
-@pytest.mark.parametrize("low, high, n, epochs, verdict", [
-    (0.01, 0.05, 3, 200, claims.SUPPORTED),
-    (-0.01, 0.05, 3, 200, claims.NOT_SUPPORTED),
-    (-0.05, -0.01, 3, 200, claims.NOT_SUPPORTED),
-    (0.01, 0.05, 2, 200, claims.NOT_COMPARABLE),  # too few seeds
-    (0.01, 0.05, 3, 4, claims.NOT_COMPARABLE),  # smoke scale: a clear difference after 4 epochs decides nothing
-])
-def test_directional_claim_needs_paper_scale_and_states_its_ci(low, high, n, epochs, verdict):
-    summary = pd.DataFrame([_summary_row("cifar_resnet8", "pugd", 0.6, 0.01, n, epochs=epochs)])
-    checked = claims.check_claims(summary, pd.DataFrame([_paired_row(low, high, n)]), [], "smoke", 3, 0.5)
-    clean = checked.iloc[0]
-    assert clean["verdict"] == verdict
-    assert f"95 % CI [{100 * low:+.2f}, {100 * high:+.2f}] pp" in clean["reproduced"]
-    assert clean["scale"].startswith(f"smoke: cifar_resnet8, {epochs} ep, 50000 train imgs")
-    if epochs < 200:
-        assert clean["reason"].startswith("4 < 200 epochs")
-    assert checked.iloc[1]["verdict"] == claims.NOT_COMPARABLE  # no label-noise pairs: not run
-
-
-def test_paper_claims_table_condenses_unreproduced_rows(built):
-    tex = (built / "paper" / "tables" / "claims.tex").read_text()
-    assert "\\begin{longtable}" in tex and "\\toprule" in tex
-    assert "30 published accuracies" in tex  # the ASAM table in one row; the full list is claims.md
 
 
 # --- paper ------------------------------------------------------------------------------------

@@ -120,8 +120,8 @@ def run_claims(results: Path, tex_dir: Path, params: dict[str, Any]) -> None:
     scale = str(get(params, "scale"))
     min_seeds = int(get(params, "report.min_seeds_for_verdict"))
     tolerance_pp = float(get(params, "report.match_tolerance_pp"))
-    checked = claims.check_claims(read_csv(results, "summary"), read_csv(results, "paired"), PUBLISHED,
-                                  scale, min_seeds, tolerance_pp)
+    checked = claims.check_claims(read_csv(results, "runs"), read_csv(results, "summary"), read_csv(results, "paired"),
+                                  PUBLISHED, scale, min_seeds, tolerance_pp)
     write_text(results / "claims.md", claims.claims_markdown(checked, scale, min_seeds, tolerance_pp))
     write_text(tex_dir / "claims.tex", claims.claims_latex(checked))
 
