@@ -12,7 +12,7 @@ from unitgrad.data.cifar_c import prepare_corruptions
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("dataset", choices=sorted(CLASSES))
+    parser.add_argument("dataset", choices=sorted(CLASSES), help="which dataset's data.* settings to build")
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     return parser
 
