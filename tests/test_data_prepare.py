@@ -13,6 +13,7 @@ import pickle
 import socket
 import tarfile
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from unitgrad.data import (
     load_corruptions,
     prepare,
     prepare_corruptions,
+    source_of,
     sources,
 )
 from unitgrad.data.sources import Archive
@@ -192,6 +194,76 @@ def test_a_verified_download_is_reused(server, tmp_path, monkeypatch):
     prepare("cifar10", "official", tmp_path)
     (folder / "c.tar.gz").unlink()  # a second download would now fail
     prepare("cifar10", "official", tmp_path)
+
+
+def _closed_port_url() -> str:
+    with socket.socket() as sock:  # bound, then closed: nobody listens, connecting is refused at once
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/c.tar.gz"
+
+
+def test_unreachable_official_falls_back_to_the_next_candidate(tmp_path, monkeypatch):
+    monkeypatch.setitem(sources.CIFAR_ARCHIVES, "cifar10", Archive("c.tar.gz", _closed_port_url(), "0" * 32))
+    tree = tmp_path / "tree.tar.gz"
+    _image_tree(tmp_path / "images", per_class=(1, 1))
+    with tarfile.open(tree, "w:gz") as tar:
+        tar.add(tmp_path / "images", arcname="images")
+    out = prepare("cifar10", ["official", str(tree)], tmp_path / "data")
+    info = json.loads((out / "source.json").read_text())
+    assert info["source"] == str(tree) and info["kind"] == "image-folder"
+    assert len(info["skipped"]) == 1 and info["skipped"][0].startswith("official: cannot download http://127.0.0.1")
+    assert source_of("cifar10", tmp_path / "data") == {"source": str(tree), "md5": _md5(tree)}
+
+
+def test_reachable_official_is_used_before_a_local_copy(server, tmp_path, monkeypatch):
+    folder, base = server
+    _official_cifar10(folder / "c.tar.gz")
+    archive = Archive("c.tar.gz", f"{base}/c.tar.gz", _md5(folder / "c.tar.gz"))
+    monkeypatch.setitem(sources.CIFAR_ARCHIVES, "cifar10", archive)
+    _image_tree(tmp_path / "tree", per_class=(1, 1))
+    prepare("cifar10", ["official", str(tmp_path / "tree")], tmp_path / "data")
+    assert source_of("cifar10", tmp_path / "data") == {"source": "official", "md5": archive.md5}
+
+
+def test_when_every_candidate_fails_the_error_lists_each(tmp_path, monkeypatch):
+    monkeypatch.setitem(sources.CIFAR_ARCHIVES, "cifar10", Archive("c.tar.gz", _closed_port_url(), "0" * 32))
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(b"not a tar")
+    missing = tmp_path / "shared" / "cifar10-jpeg.tar.gz"
+    with pytest.raises(UnitgradError) as info:
+        prepare("cifar10", ["official", str(missing), str(bad)], tmp_path / "data")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "(1) official: cannot download http://127.0.0.1" in message
+    assert f"(2) {missing}: not found" in message
+    assert f"(3) {bad}: " in message and "truncated" in message
+    assert "Fix: list a reachable source there" in message and "data.sources.cifar10" in message
+    assert _files(tmp_path / "data") == []
+
+
+def test_a_server_that_never_answers_times_out_in_the_set_time(tmp_path, monkeypatch):
+    with socket.socket() as sock:  # listening, never accepting: connect succeeds, the response never comes
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/c.tar.gz"
+        monkeypatch.setitem(sources.CIFAR_ARCHIVES, "cifar10", Archive("c.tar.gz", url, "0" * 32))
+        monkeypatch.setattr(sources, "DOWNLOAD_TIMEOUT_S", 0.2)
+        start = time.perf_counter()
+        with pytest.raises(UnitgradError, match="timed out"):
+            prepare("cifar10", "official", tmp_path)
+        assert time.perf_counter() - start < 5  # the timeout, not the OS's minutes-long default
+    assert _files(tmp_path) == []
+
+
+@pytest.mark.parametrize("value", [[], [3], "", None])
+def test_malformed_source_list_is_an_error_naming_the_key(tmp_path, value):
+    with pytest.raises(UnitgradError, match=r"data\.sources\.cifar10 must be a source"):
+        prepare("cifar10", value, tmp_path)
+
+
+def test_source_of_an_unprepared_cache_says_to_prepare(tmp_path):
+    with pytest.raises(UnitgradError, match="unitgrad prepare cifar10"):
+        source_of("cifar10", tmp_path)
 
 
 # ---------------------------------------------------------------- local archives
@@ -392,10 +464,12 @@ def test_cli_reads_sources_and_corruption_settings_from_params(tmp_path, monkeyp
     _image_tree(tmp_path / "tree", per_class=(1, 1))
     params = tmp_path / "params.yaml"
     params.write_text(
-        "data:\n  root: data\n  sources: {cifar10: tree}\n  corruptions: {source: generate, n_images: 10, seed: 0}\n"
+        "data:\n  root: data\n  sources: {cifar10: [missing.tar.gz, tree]}\n"
+        "  corruptions: {source: generate, n_images: 10, seed: 0}\n"
     )
     monkeypatch.chdir(tmp_path)  # relative paths resolve from the current directory
     assert cli.prepare_main(["cifar10", "--params", str(params)]) == 0
+    assert "from tree (md5 None)" in capsys.readouterr().out
     assert cli.corrupt_main(["cifar10", "--params", str(params)]) == 0
     assert (tmp_path / "data" / "cifar10" / "train_x.npy").is_file()
     assert load_corruptions("cifar10", tmp_path / "data", "frost")[0].shape == (50, 32, 32, 3)

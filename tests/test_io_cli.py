@@ -1,6 +1,11 @@
 """Atomic outputs and the CLI's error contract."""
 
+import argparse
+import importlib
+import importlib.metadata
 import os
+import shutil
+import subprocess
 import sys
 import types
 
@@ -71,3 +76,31 @@ def test_atomic_outputs_get_ordinary_permissions(tmp_path):
     os.umask(umask)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~umask
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_version_prints_the_installed_version(capsys):
+    assert cli.main(["--version"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out == f"unitgrad {importlib.metadata.version('unitgrad')}" and out.split()[1][0].isdigit()
+    installed = shutil.which("unitgrad", path=os.path.dirname(sys.executable))
+    if installed:  # the console script, as a user calls it
+        result = subprocess.run([installed, "--version"], capture_output=True, text=True, check=False)
+        assert result.returncode == 0 and result.stdout.startswith("unitgrad ")
+
+
+class _Parsed(Exception):
+    """Stops a command right after argparse has been set up, carrying its parser."""
+
+
+@pytest.mark.parametrize("command", ["prepare", "corrupt", "evaluate", "report", "paper", "toy"])
+def test_every_option_of_every_command_has_help(command, monkeypatch):
+    def capture(parser, args=None, namespace=None):
+        raise _Parsed(parser)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    module_name, func_name = cli.COMMANDS[command][0].split(":")
+    with pytest.raises(_Parsed) as parsed:
+        getattr(importlib.import_module(module_name), func_name)([])
+    parser = parsed.value.args[0]
+    undocumented = [action.dest for action in parser._actions if not action.help]
+    assert undocumented == [], f"unitgrad {command}: options without help text: {undocumented}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 from pathlib import Path
@@ -9,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import typst
 from fixtures.synthetic_runs import CLEAN, CORRUPTIONS, EPOCHS, TRAIN_SIZE, write_runs
+from PIL import Image
 from scipy import stats
 
 from unitgrad import cli as unitgrad_cli
@@ -30,7 +33,7 @@ report: {reference_optimizer: sam, baseline_optimizer: sgd, min_seeds_for_verdic
 """
 FIGURES = ["accuracy", "learning_curves", "label_noise", "corruption_severity", "corruption_heatmap"]
 MD_TABLES = ["main", "label_noise", "corruption", "paired", "setup"]
-TEX_TABLES = ["main", "label_noise", "corruption", "paired", "setup", "claims"]
+TEX_TABLES = ["main", "label_noise", "corruption", "paired", "setup", "claims"]  # also written as .json
 
 
 def _cli_args(root):
@@ -175,6 +178,7 @@ def test_every_output_has_its_fixed_name(built):
         assert (results / "tables" / f"{name}.md").stat().st_size > 0
     for name in TEX_TABLES:
         assert (built / "paper" / "tables" / f"{name}.tex").stat().st_size > 0
+        assert json.loads((built / "paper" / "tables" / f"{name}.json").read_text())
     assert (results / "claims.md").is_file()
     leftovers = [p for p in built.rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
@@ -193,6 +197,11 @@ def test_tables_bold_the_best_mean_per_column(built):
     setup = (built / "paper" / "tables" / "setup.tex").read_text()
     assert "\\newcommand{\\ugEpochs}{3 (SGD (2× epochs): 6)}" in setup
     assert "\\newcommand{\\ugScale}{smoke}" in setup
+    main_json = json.loads((built / "paper" / "tables" / "main.json").read_text())  # what the Typst paper reads
+    assert main_json["columns"] == ["optimizer", "CIFAR-10 · cifar_resnet8"]
+    pugd = main_json["rows"].index(["PUGD", "59.0 ± 2.0"])
+    assert main_json["bold"][pugd] == [False, True] and sum(map(any, main_json["bold"])) == 1
+    assert json.loads((built / "paper" / "tables" / "setup.json").read_text())["epochs"] == "3 (SGD (2× epochs): 6)"
 
 
 def test_figures_are_written_without_noise_or_corruption_or_spread(tmp_path, built):
@@ -203,24 +212,54 @@ def test_figures_are_written_without_noise_or_corruption_or_spread(tmp_path, bui
     assert sorted(p.name for p in paths) == sorted(f"{s}.{f}" for s in FIGURES for f in ("png", "pdf"))
     empty = tables.label_noise_table(aggregate.summarize(runs))
     assert "no label-noise runs" in empty.markdown() and "no label-noise runs" in empty.latex()
+    assert json.loads(empty.as_json())["rows"] == [] and "no label-noise runs" in json.loads(empty.as_json())["note"]
 
 
 # --- paper ------------------------------------------------------------------------------------
 
-def test_paper_without_latexmk_says_how_to_install(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(paper.shutil, "which", lambda name: None)
-    assert unitgrad_cli.main(["paper", "--paper-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "apt-get install" in err and "latexmk" in err and "\n" not in err
-
-
-@pytest.mark.skipif(shutil.which("latexmk") is None, reason="TeX is not installed")
-def test_paper_builds_from_generated_tables(built, tmp_path):
-    repo_paper = Path(__file__).resolve().parents[1] / "paper" / "main.tex"
+def _paper_project(built, tmp_path) -> Path:
+    """A project tree with the repository's main.typ, the generated tables and figures, and a toy figure."""
+    repo_paper = Path(__file__).resolve().parents[1] / "paper" / "main.typ"
     (tmp_path / "paper").mkdir()
-    shutil.copy(repo_paper, tmp_path / "paper" / "main.tex")
+    shutil.copy(repo_paper, tmp_path / "paper" / "main.typ")
     shutil.copytree(built / "paper" / "tables", tmp_path / "paper" / "tables")
     shutil.copytree(built / "results" / "figures", tmp_path / "results" / "figures")
-    pdf = paper.build(tmp_path / "paper")
+    Image.new("RGB", (40, 30), "white").save(tmp_path / "results" / "figures" / "toy_trajectories.png")
+    return tmp_path / "paper"
+
+
+def test_paper_builds_from_generated_tables_with_typst(built, tmp_path):
+    paper_dir = _paper_project(built, tmp_path)
+    pdf = paper.build(paper_dir)
     assert pdf.read_bytes()[:4] == b"%PDF"
-    assert sorted(p.name for p in (tmp_path / "paper").iterdir()) == ["main.log", "main.pdf", "main.tex", "tables"]
+    assert sorted(p.name for p in paper_dir.iterdir()) == ["main.pdf", "main.typ", "tables"]  # no by-products
+
+
+def test_paper_figures_stay_in_order_and_are_all_referenced(built, tmp_path):
+    source = _paper_project(built, tmp_path) / "main.typ"
+    elements = json.loads(typst.query(str(source), "selector(heading).or(figure)", root=str(tmp_path)))
+    figures_ = [e for e in elements if e["func"] == "figure"]
+    assert all(e.get("placement") is None for e in figures_)  # not floats: each stays where the text puts it
+    claims_at = next(i for i, e in enumerate(elements) if e.get("label") == "<sec-claims>")
+    assert [e["label"] for e in elements[claims_at:] if e["func"] == "figure"] == ["<tab-claims>"]
+    assert [e["kind"] for e in figures_].count("table") == 6 and len(figures_) == 10
+    references = {e["target"] for e in json.loads(typst.query(str(source), "ref", root=str(tmp_path)))}
+    assert {e["label"] for e in figures_} <= references
+
+
+def test_paper_compile_error_is_one_line_naming_the_file_and_keeps_the_old_pdf(built, tmp_path, capsys):
+    paper_dir = _paper_project(built, tmp_path)
+    paper.build(paper_dir)
+    before = (paper_dir / "main.pdf").read_bytes()
+    (paper_dir / "main.typ").write_text("= Title\n#undefined-macro\n")
+    assert unitgrad_cli.main(["paper", "--paper-dir", str(paper_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "main.typ" in err and "unknown variable: undefined-macro" in err
+    assert (paper_dir / "main.pdf").read_bytes() == before
+    assert sorted(p.name for p in paper_dir.iterdir()) == ["main.pdf", "main.typ", "tables"]
+
+
+def test_paper_without_generated_tables_says_which_stage_to_run(tmp_path):
+    (tmp_path / "main.typ").write_text("= x\n")
+    with pytest.raises(UnitgradError, match=r"setup\.json not found: run `dvc repro`"):
+        paper.build(tmp_path)

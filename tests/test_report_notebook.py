@@ -14,7 +14,8 @@ from nbclient import NotebookClient
 from unitgrad.report import cli as report_cli
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
-PARAMS = "scale: smoke\nreport: {reference_optimizer: sam, baseline_optimizer: sgd, min_seeds_for_verdict: 3}\n"
+PARAMS = ("scale: smoke\nreport: {reference_optimizer: sam, baseline_optimizer: sgd, min_seeds_for_verdict: 3, "
+          "match_tolerance_pp: 0.5}\n")
 
 
 def test_notebook_is_stored_without_outputs():
@@ -37,9 +38,12 @@ def this_interpreter_kernel(tmp_path, monkeypatch):
 
 def test_notebook_runs_on_fixture(tmp_path, monkeypatch, this_interpreter_kernel):
     results = tmp_path / "results"
-    runs = write_runs(results)
+    write_runs(results)
     (tmp_path / "params.yaml").write_text(PARAMS)
-    report_cli.run_aggregate(runs, results, report_cli.load_params(tmp_path / "params.yaml"))
+    args = ["--params", str(tmp_path / "params.yaml"), "--runs", str(results / "runs"), "--results", str(results),
+            "--paper-tables", str(tmp_path / "paper" / "tables")]
+    for step in ("aggregate", "claims"):  # the notebook reads the four CSVs and claims.csv
+        assert report_cli.main([step, *args]) == 0
     monkeypatch.setenv("UNITGRAD_RESULTS", str(results))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(notebook, kernel_name=this_interpreter_kernel, timeout=120,
@@ -47,6 +51,10 @@ def test_notebook_runs_on_fixture(tmp_path, monkeypatch, this_interpreter_kernel
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     images = [out for out in outputs if "image/png" in out.get("data", {})]
-    markdown = [out["data"]["text/markdown"] for out in outputs if "text/markdown" in out.get("data", {})]
-    assert len(images) == 2
-    assert any("**59.0 ± 2.0**" in text for text in markdown)  # the main table, best mean in bold
+    assert len(images) == 3  # paired differences, learning curves, corruption x severity (one configuration)
+    text = [out["data"]["text/plain"] for out in outputs if "text/plain" in out.get("data", {})]
+    accuracy = next(t for t in text if "ci95" in t and "epochs" in t)
+    assert "59.0" in accuracy and "0.59" not in accuracy  # percent, not fractions
+    differences = next(t for t in text if "mean_diff" in t)
+    assert "3.0" in differences and "0.030 " not in differences  # pp: PUGD − SAM = 3 pp, not 0.030
+    assert any("not comparable at this scale" in t for t in text)  # the claims table

@@ -7,6 +7,7 @@ A `UnitgradError` becomes one line on stderr and exit status 2.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import sys
 
 from unitgrad.errors import UnitgradError
@@ -17,13 +18,22 @@ COMMANDS = {
     "train": ("unitgrad.train:main", "train one run (dataset, model, optimizer, seed, noise)"),
     "evaluate": ("unitgrad.evaluate:main", "clean and corruption metrics of one trained run"),
     "report": ("unitgrad.report.cli:main", "aggregate runs into CSVs, figures, tables, claims"),
-    "paper": ("unitgrad.report.paper:main", "build paper/main.pdf with latexmk"),
+    "paper": ("unitgrad.report.paper:main", "build paper/main.pdf with Typst (no TeX needed)"),
     "toy": ("unitgrad.toy:main", "optimizer paths on a 2-D loss surface"),
 }
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), or "unknown" when run from a bare source tree."""
+    try:
+        return importlib.metadata.version("unitgrad")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _usage() -> str:
-    lines = ["usage: unitgrad <command> [options]   (unitgrad <command> --help)", "", "commands:"]
+    lines = ["usage: unitgrad <command> [options]   (unitgrad <command> --help; unitgrad --version)", "",
+             "commands:"]
     lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -32,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in {"-h", "--help"}:
         print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"unitgrad {version()}")
         return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:

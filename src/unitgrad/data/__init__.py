@@ -6,6 +6,7 @@ from unitgrad.data.cifar import (
     CIFAR100_SUPERCLASSES,
     load_cifar,
     prepare,
+    source_of,
 )
 from unitgrad.data.cifar_c import load_corruptions, prepare_corruptions
 from unitgrad.data.corruptions import CORRUPTIONS, corrupt
@@ -27,4 +28,5 @@ __all__ = [
     "noisy_labels",
     "prepare",
     "prepare_corruptions",
+    "source_of",
 ]

@@ -71,45 +71,77 @@ def check_dataset(dataset: str) -> tuple[str, ...]:
     return CLASSES[dataset]
 
 
-def prepare(dataset: str, source: str | Path, root: str | Path) -> Path:
-    """Path of the cache `root/<dataset>/`, written atomically from `source`.
+def source_candidates(dataset: str, source: str | Path | list) -> list[str]:
+    """`data.sources.<dataset>` as the list of candidates to try in order (one string is a list of one)."""
+    candidates = source if isinstance(source, list | tuple) else [source]
+    if not candidates or not all(isinstance(c, str | Path) and str(c) for c in candidates):
+        raise UnitgradError(
+            f"data.sources.{dataset} must be a source or a non-empty list of them "
+            f"('official', or a path), not {source!r}: fix params.yaml"
+        )
+    return [str(c) for c in candidates]
 
-    `source` is "official" (download, md5-verified), a path to the official tarball, or an
-    image-folder archive/directory laid out `[top/]{train,test}/<class>/*.{png,jpg}`.
+
+def prepare(dataset: str, source: str | Path | list, root: str | Path) -> Path:
+    """Path of the cache `root/<dataset>/`, written atomically from the first source that works.
+
+    `source` is one candidate or a list tried in order: "official" (download, md5-verified), a path to
+    the official tarball, or an image-folder archive/directory laid out `[top/]{train,test}/<class>/*.{png,jpg}`.
+    source.json records the candidate used, its md5 and why the earlier ones failed.
     """
     classes = check_dataset(dataset)
+    candidates = source_candidates(dataset, source)
     root = Path(root)
-    if str(source) == "official":
+    failures = []
+    for candidate in candidates:
+        try:
+            splits, info = _read_source(dataset, candidate, root, classes)
+        except UnitgradError as exc:
+            failures.append(f"{candidate}: {exc}")
+            continue
+        out = root / dataset
+        with atomic_dir(out) as tmp:
+            for split, (x, y) in splits.items():
+                np.save(tmp / f"{split}_x.npy", x)
+                np.save(tmp / f"{split}_y.npy", y)
+            (tmp / "classes.json").write_text(json.dumps(list(classes)) + "\n")
+            counts = {f"n_{split}": len(y) for split, (_, y) in splits.items()}
+            write_json(tmp / "source.json", info | counts | {"source": candidate, "skipped": failures})
+        return out
+    tried = "; ".join(f"({i}) {failure}" for i, failure in enumerate(failures, start=1))
+    raise UnitgradError(
+        f"no data source for {dataset} worked, tried data.sources.{dataset} in order: {tried}. Fix: list a "
+        f"reachable source there ('official', a local {sources.CIFAR_ARCHIVES[dataset].filename}, "
+        "or an image-folder archive/directory)"
+    )
+
+
+def source_of(dataset: str, root: str | Path) -> dict[str, str | None]:
+    """{"source": the data.sources candidate used, "md5": its archive's md5 (None for a directory)}
+    of the prepared cache, for a run's provenance."""
+    path = Path(root) / dataset / "source.json"
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UnitgradError(f"{path} is missing or unreadable: run `unitgrad prepare {dataset}`") from exc
+    return {"source": info.get("source", info.get("url", info.get("path"))), "md5": info.get("md5")}
+
+
+def _read_source(dataset: str, source: str, root: Path, classes: tuple[str, ...]) -> tuple[dict, dict]:
+    """(splits, metadata) of one candidate; a UnitgradError says why it cannot be used."""
+    if source == "official":
         archive = sources.CIFAR_ARCHIVES[dataset]
-        hint = (
-            f"supply the data instead: set data.sources.{dataset} in params.yaml to a local "
-            f"{archive.filename} or an image-folder archive/directory"
-        )
-        path = sources.fetch(archive, root / "downloads", hint)
-        splits = _read_official(dataset, path)
-        info = {"kind": "official", "url": archive.url, "md5": archive.md5}
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise UnitgradError(
-                f"data source {path} not found: fix data.sources.{dataset} in params.yaml "
-                "(a path relative to the project root, or 'official')"
-            )
-        if path.is_file() and _is_official_tarball(dataset, path):
-            sources.verify_md5(path, sources.CIFAR_ARCHIVES[dataset])
-            splits = _read_official(dataset, path)
-            info = {"kind": "official-tarball", "path": str(path), "md5": sources.CIFAR_ARCHIVES[dataset].md5}
-        else:
-            splits = _read_image_folder(dataset, path, classes)
-            info = {"kind": "image-folder", "path": str(path), "md5": sources.md5sum(path) if path.is_file() else None}
-    out = root / dataset
-    with atomic_dir(out) as tmp:
-        for split, (x, y) in splits.items():
-            np.save(tmp / f"{split}_x.npy", x)
-            np.save(tmp / f"{split}_y.npy", y)
-        (tmp / "classes.json").write_text(json.dumps(list(classes)) + "\n")
-        write_json(tmp / "source.json", info | {f"n_{split}": len(y) for split, (_, y) in splits.items()})
-    return out
+        path = sources.fetch(archive, root / "downloads")
+        return _read_official(dataset, path), {"kind": "official", "url": archive.url, "md5": archive.md5}
+    path = Path(source)
+    if not path.exists():
+        raise UnitgradError("not found (a relative path starts at the project root)")
+    if path.is_file() and _is_official_tarball(dataset, path):
+        sources.verify_md5(path, sources.CIFAR_ARCHIVES[dataset])
+        info = {"kind": "official-tarball", "path": str(path), "md5": sources.CIFAR_ARCHIVES[dataset].md5}
+        return _read_official(dataset, path), info
+    splits = _read_image_folder(dataset, path, classes)
+    return splits, {"kind": "image-folder", "path": str(path), "md5": sources.md5sum(path) if path.is_file() else None}
 
 
 def load_cifar(dataset: str, root: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:

@@ -6,13 +6,13 @@ import argparse
 import time
 
 from unitgrad.config import get, load_params
-from unitgrad.data.cifar import CLASSES, prepare
+from unitgrad.data.cifar import CLASSES, prepare, source_of
 from unitgrad.data.cifar_c import prepare_corruptions
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("dataset", choices=sorted(CLASSES))
+    parser.add_argument("dataset", choices=sorted(CLASSES), help="which dataset's data.* settings to build")
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     return parser
 
@@ -23,7 +23,8 @@ def prepare_main(argv: list[str]) -> int:
     params = load_params(args.params)
     start = time.perf_counter()
     out = prepare(args.dataset, get(params, f"data.sources.{args.dataset}"), get(params, "data.root"))
-    print(f"prepared {out} in {time.perf_counter() - start:.1f} s")
+    used = source_of(args.dataset, get(params, "data.root"))
+    print(f"prepared {out} from {used['source']} (md5 {used['md5']}) in {time.perf_counter() - start:.1f} s")
     return 0
 
 

@@ -60,6 +60,9 @@ CORRUPTION_ARCHIVES = {
 }
 
 _CHUNK = 1 << 20
+# Bounds each socket operation (connect, every read), not the whole transfer: an unreachable host fails
+# in seconds, so the next data source is tried at once, while a slow but live download keeps going.
+DOWNLOAD_TIMEOUT_S = 10.0
 
 
 def md5sum(path: str | Path) -> str:
@@ -70,7 +73,7 @@ def md5sum(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(archive: Archive, dest_dir: str | Path, offline_hint: str) -> Path:
+def fetch(archive: Archive, dest_dir: str | Path, offline_hint: str = "") -> Path:
     """Path of `archive` in `dest_dir`, downloaded and md5-verified unless a verified copy is there.
 
     `offline_hint` completes the one-line error when the server cannot be reached
@@ -82,13 +85,15 @@ def fetch(archive: Archive, dest_dir: str | Path, offline_hint: str) -> Path:
     digest = hashlib.md5()
     with atomic_path(dest) as tmp:
         try:
-            with urllib.request.urlopen(archive.url, timeout=60) as response, open(tmp, "wb") as out:
+            with (urllib.request.urlopen(archive.url, timeout=DOWNLOAD_TIMEOUT_S) as response,
+                  open(tmp, "wb") as out):
                 while chunk := response.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise UnitgradError(f"cannot download {archive.url} ({reason}); {offline_hint}") from exc
+            hint = f"; {offline_hint}" if offline_hint else ""
+            raise UnitgradError(f"cannot download {archive.url} ({reason}){hint}") from exc
         if digest.hexdigest() != archive.md5:
             raise UnitgradError(
                 f"download of {archive.filename} has md5 {digest.hexdigest()}, expected {archive.md5}: "

@@ -23,7 +23,7 @@ from unitgrad.report.references import (
     DirectionalClaim,
     PublishedNumber,
 )
-from unitgrad.report.tables import RAGGED, frame_latex
+from unitgrad.report.tables import RAGGED, frame_json, frame_latex
 
 SUPPORTED, NOT_SUPPORTED, NOT_COMPARABLE = "supported", "not supported", "not comparable"
 NOT_RUN, CANNOT_RUN = "not run here", "cannot be run here"
@@ -271,17 +271,28 @@ def condensed(claims: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)[COLUMNS]
 
 
-def claims_latex(claims: pd.DataFrame) -> str:
-    """The condensed claims as a LaTeX longtable for the paper (the scale is in its setup section)."""
+PAPER_CAPTION = "Claims check: published claims against this reproduction (full list: results/claims.md)"
+
+
+def _paper_frame(claims: pd.DataFrame) -> pd.DataFrame:
+    """The condensed claims with verdict and reason in one column (the scale is in the paper's setup)."""
     table = condensed(claims)
-    frame = pd.DataFrame({
+    return pd.DataFrame({
         "claim": table["claim"],
         "source (study)": table["source"] + " (" + table["study"] + ", " + table["metric"] + ")",
         "published": table["published"],
         "reproduced": table["reproduced"],
         "verdict": table["verdict"] + ": " + table["reason"],
     })
+
+
+def claims_latex(claims: pd.DataFrame) -> str:
+    """The condensed claims as a LaTeX longtable for authors of a LaTeX paper."""
     return "{\\footnotesize\n" + frame_latex(
-        frame, "Claims check: published claims against this reproduction (full list: results/claims.md)",
-        "tab:claims", long=True,
+        _paper_frame(claims), PAPER_CAPTION, "tab:claims", long=True,
         column_format="".join(RAGGED.format(w) for w in ("3.0cm", "2.7cm", "2.0cm", "3.0cm", "3.7cm"))) + "}\n"
+
+
+def claims_json(claims: pd.DataFrame) -> str:
+    """The condensed claims as the JSON table the Typst paper reads."""
+    return frame_json(_paper_frame(claims), PAPER_CAPTION)

@@ -2,8 +2,8 @@
 
   aggregate  results/runs/**            → results/{runs,summary,paired,curves}.csv
   figures    the CSVs                   → results/figures/<name>.{png,pdf}
-  tables     the CSVs + params          → results/tables/<name>.md, paper/tables/<name>.tex
-  claims     summary + paired + params  → results/claims.md, paper/tables/claims.tex
+  tables     the CSVs + params          → results/tables/<name>.md, paper/tables/<name>.{tex,json}
+  claims     runs + summary + paired + params → results/claims.{md,csv}, paper/tables/claims.{tex,json}
   all        the four, in order
 """
 
@@ -123,18 +123,21 @@ def run_claims(results: Path, tex_dir: Path, params: dict[str, Any]) -> None:
     checked = claims.check_claims(read_csv(results, "runs"), read_csv(results, "summary"), read_csv(results, "paired"),
                                   PUBLISHED, scale, min_seeds, tolerance_pp)
     write_text(results / "claims.md", claims.claims_markdown(checked, scale, min_seeds, tolerance_pp))
+    write_csv(checked, results / "claims.csv")  # the full list, tidy, for notebooks
     write_text(tex_dir / "claims.tex", claims.claims_latex(checked))
+    write_text(tex_dir / "claims.json", claims.claims_json(checked))
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="unitgrad report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=STEPS + ("all",))
-    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("step", choices=STEPS + ("all",), help="the report step to run (all: the four in order)")
+    parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="run directories to aggregate")
     parser.add_argument("--results", type=Path, default=Path("results"), help="CSVs, tables/, claims.md")
-    parser.add_argument("--figures", type=Path, default=Path("results/figures"))
-    parser.add_argument("--paper-tables", type=Path, default=Path("paper/tables"))
+    parser.add_argument("--figures", type=Path, default=Path("results/figures"), help="figure folder (PNG and PDF)")
+    parser.add_argument("--paper-tables", type=Path, default=Path("paper/tables"),
+                        help="the paper's table inputs: LaTeX booktabs (.tex) and Typst's (.json)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     steps = STEPS if args.step == "all" else (args.step,)

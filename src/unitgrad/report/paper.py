@@ -1,63 +1,64 @@
-"""`unitgrad paper`: build paper/main.pdf from paper/main.tex with latexmk, or say how to install TeX.
+"""`unitgrad paper`: build paper/main.pdf from paper/main.typ with the Typst compiler (a PyPI package).
 
-The build runs in a temporary output directory, so a failed run leaves the previous PDF (or none)
-and no by-products; the LaTeX log of the last attempt is kept as paper/main.log for diagnosis.
+Typst is self-contained (fonts included), so no TeX or system package is needed. The PDF is written
+to a temporary sibling and renamed, so a failed build leaves the previous PDF (or none).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
-import tempfile
+import re
 from pathlib import Path
 
+import typst
+
 from unitgrad.errors import UnitgradError
-
-INSTALL_HINT = (
-    "latexmk not found: install TeX (Debian/Ubuntu: apt-get install --no-install-recommends latexmk "
-    "texlive-latex-recommended texlive-fonts-recommended texlive-latex-extra) and rerun `unitgrad paper`"
-)
+from unitgrad.io import atomic_path
 
 
-def _first_error(log: str) -> str:
-    """The first LaTeX error line ('! …') of a log, or a generic pointer to the log."""
-    for line in log.splitlines():
-        if line.startswith("!"):
-            return line[1:].strip()
-    return "see the log"
+def _first_error(exc: typst.TypstError) -> str:
+    """The error message and where it is ("unknown variable: x at paper/main.typ:3:7") on one line."""
+    message = " ".join(str(getattr(exc, "message", exc)).split())
+    where = re.search(r"┌─ (\S+)", getattr(exc, "diagnostic", "") or "")
+    return message + (f" at {where.group(1)}" if where else "")
 
 
-def build(paper_dir: Path, latexmk: str | None = None) -> Path:
-    """Compile `paper_dir/main.tex` into `paper_dir/main.pdf`; return the PDF path."""
-    latexmk = latexmk or shutil.which("latexmk")
-    if latexmk is None:
-        raise UnitgradError(INSTALL_HINT)
-    source = paper_dir / "main.tex"
+TABLES = ("setup", "main", "label_noise", "corruption", "paired", "claims")
+
+
+def build(paper_dir: Path) -> Path:
+    """Compile `paper_dir/main.typ` into `paper_dir/main.pdf`; return the PDF path.
+
+    The project root (the parent of `paper_dir`) is Typst's root, so the paper can read ../results/figures.
+    """
+    source = paper_dir / "main.typ"
     if not source.is_file():
         raise UnitgradError(f"{source} not found: restore it from git (`git checkout -- {source}`)")
-    missing = [t for t in ("setup", "main", "claims") if not (paper_dir / "tables" / f"{t}.tex").is_file()]
+    missing = [t for t in TABLES if not (paper_dir / "tables" / f"{t}.json").is_file()]
     if missing:
-        raise UnitgradError(f"{paper_dir}/tables/{missing[0]}.tex not found: run `dvc repro` (report stages) first")
-    with tempfile.TemporaryDirectory(prefix=".latex.", dir=paper_dir) as out:
-        command = [latexmk, "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
-                   f"-outdir={Path(out).resolve()}", "main.tex"]
-        result = subprocess.run(command, cwd=paper_dir, capture_output=True, text=True, errors="replace", check=False)
-        log_path = Path(out) / "main.log"
-        if log_path.is_file():
-            shutil.copyfile(log_path, paper_dir / "main.log")
-        pdf = Path(out) / "main.pdf"
-        if result.returncode != 0 or not pdf.is_file():
-            log = log_path.read_text(errors="replace") if log_path.is_file() else result.stdout + result.stderr
-            raise UnitgradError(f"LaTeX failed on {source}: {_first_error(log)} (full log: {paper_dir}/main.log)")
-        os.replace(pdf, paper_dir / "main.pdf")
-    return paper_dir / "main.pdf"
+        raise UnitgradError(f"{paper_dir}/tables/{missing[0]}.json not found: run `dvc repro` (report stages) first")
+    pdf = paper_dir / "main.pdf"
+    with atomic_path(pdf) as tmp:
+        try:
+            # Typst's embedded fonts only: the same pages on every machine, whatever fonts it has installed.
+            typst.compile(str(source), output=str(tmp), format="pdf", root=str(paper_dir.resolve().parent),
+                          ignore_system_fonts=True)
+        except typst.TypstError as exc:
+            raise UnitgradError(
+                f"Typst failed on {source}: {_first_error(exc)}; fix that file, "
+                "or rerun the report stages if it is a generated table"
+            ) from exc
+    return pdf
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="unitgrad paper", description=__doc__)
-    parser.add_argument("--paper-dir", type=Path, default=Path("paper"))
+    parser = argparse.ArgumentParser(prog="unitgrad paper", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--paper-dir",
+        type=Path,
+        default=Path("paper"),
+        help="folder with main.typ and tables/ (default: paper); main.pdf is written there",
+    )
     args = parser.parse_args(argv)
     print(build(args.paper_dir))
     return 0

@@ -1,11 +1,14 @@
-"""Result tables as Markdown (results/tables/) and LaTeX booktabs (paper/tables/), under fixed names.
+"""Result tables as Markdown (results/tables/), LaTeX booktabs and JSON (paper/tables/), under fixed names.
 
 Cells read "mean ± std" in percent across seeds ("± n/a" with one seed); the best mean of each
-column is bold. LaTeX goes through pandas' Styler so the booktabs rules and escaping are pandas'.
+column is bold. LaTeX goes through pandas' Styler so the booktabs rules and escaping are pandas';
+it is for authors who paste the tables into a LaTeX paper. The JSON (caption, header, cells, bold
+flags) is what the Typst paper reads, so no escaping is involved there.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +21,22 @@ from unitgrad.report.stats import describe
 
 _TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _header(column) -> str:
+    return " · ".join(map(str, column)) if isinstance(column, tuple) else str(column)
+
+
+def table_json(caption: str, columns: list[str], rows: list[list[str]], bold: list[list[bool]] | None = None,
+               note: str = "no rows") -> str:
+    """The JSON a Typst `json()` reads: caption, header, string cells, bold flags, and a note for no rows."""
+    bold = bold if bold is not None else [[False] * len(row) for row in rows]
+    return json.dumps({"caption": caption, "columns": columns, "rows": rows, "bold": bold, "note": note},
+                      ensure_ascii=False, indent=1) + "\n"
+
+
+def frame_json(frame: pd.DataFrame, caption: str) -> str:
+    return table_json(caption, [str(c) for c in frame.columns], [[str(v) for v in row] for row in frame.to_numpy()])
 
 
 def tex_escape(text: str) -> str:
@@ -54,12 +73,21 @@ class Table:
         if self.mean.empty:
             return f"**{self.caption}**\n\n_{self.empty_note}._\n"
         cells, best = self.cells(), self.best()
-        columns = [" · ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in cells.columns]
+        columns = [_header(c) for c in cells.columns]
         lines = [f"**{self.caption}**", "", "| " + " | ".join([cells.index.name or ""] + columns) + " |",
                  "|---" * (len(columns) + 1) + "|"]
         for label, row, flags in zip(cells.index, cells.to_numpy(), best.to_numpy()):
             lines.append("| " + " | ".join([str(label)] + [f"**{c}**" if b else c for c, b in zip(row, flags)]) + " |")
         return "\n".join(lines) + "\n"
+
+    def as_json(self) -> str:
+        if self.mean.empty:
+            return table_json(self.caption, [], [], note=self.empty_note)
+        cells, best = self.cells(), self.best()
+        columns = [cells.index.name or ""] + [_header(c) for c in cells.columns]
+        rows = [[str(label), *row] for label, row in zip(cells.index, cells.to_numpy().tolist())]
+        bold = [[False, *flags] for flags in best.to_numpy().tolist()]
+        return table_json(self.caption, columns, rows, bold)
 
     def latex(self) -> str:
         if self.mean.empty:
@@ -212,7 +240,8 @@ def write_tables(runs: pd.DataFrame, summary: pd.DataFrame, paired: pd.DataFrame
     for table in build_tables(runs, summary):
         write_text(md_dir / f"{table.name}.md", table.markdown())
         write_text(tex_dir / f"{table.name}.tex", table.latex())
-        written += [md_dir / f"{table.name}.md", tex_dir / f"{table.name}.tex"]
+        write_text(tex_dir / f"{table.name}.json", table.as_json())
+        written += [md_dir / f"{table.name}.md", tex_dir / f"{table.name}.tex", tex_dir / f"{table.name}.json"]
     frame, caption = paired_table(paired), PAIRED_CAPTION
     if not frame.empty and frame["dataset · model"].nunique() == 1:
         caption += f", {frame['dataset · model'].iloc[0]}"
@@ -220,6 +249,9 @@ def write_tables(runs: pd.DataFrame, summary: pd.DataFrame, paired: pd.DataFrame
     write_text(md_dir / "paired.md", frame_markdown(frame, caption))
     write_text(tex_dir / "paired.tex", frame_latex(frame, caption, "tab:paired", long=True,
                                                    column_format="l" * (frame.shape[1] - 1) + RAGGED.format("3cm")))
+    write_text(tex_dir / "paired.json", frame_json(frame, caption))
     write_text(md_dir / "setup.md", setup_markdown(setup))
     write_text(tex_dir / "setup.tex", setup_macros(setup))
-    return written + [md_dir / "paired.md", tex_dir / "paired.tex", md_dir / "setup.md", tex_dir / "setup.tex"]
+    write_text(tex_dir / "setup.json", json.dumps(setup, ensure_ascii=False, indent=1) + "\n")
+    return written + [md_dir / "paired.md", tex_dir / "paired.tex", tex_dir / "paired.json", md_dir / "setup.md",
+                      tex_dir / "setup.tex", tex_dir / "setup.json"]
