@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
@@ -17,6 +18,10 @@ import yaml
 from fixtures.tiny_cifar import tiny_cifar
 
 from unitgrad import cli, train
+from unitgrad.config import parse_params
+from unitgrad.runs import RunId
+from unitgrad.train import data as train_data
+from unitgrad.train import fit
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
 from unitgrad.provenance import git_state
@@ -28,7 +33,7 @@ RUN = {"dataset": "cifar10", "model": "cifar_resnet8", "seed": 0, "noise": 0.0}
 @pytest.fixture
 def params(monkeypatch):
     """The project's params.yaml at a tiny scale: 6 images/class, 3 steps of 16 per epoch."""
-    monkeypatch.setattr(train, "load_cifar", tiny_cifar)
+    monkeypatch.setattr(train_data, "load_cifar", tiny_cifar)
     torch.set_num_threads(1)
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["data"]["loader"]["train_per_class"] = 6
@@ -38,7 +43,7 @@ def params(monkeypatch):
 
 
 def config(params, optimizer="sgd", **run):
-    return train.RunConfig.from_params(params, optimizer=optimizer, **{**RUN, **run})
+    return train.RunConfig.from_params(parse_params(params), optimizer=optimizer, **{**RUN, **run})
 
 
 def load_model(path):
@@ -95,8 +100,8 @@ def test_sam_family_resolves_rho_per_dataset_and_sgd_2x_doubles_epochs(params):
 def test_config_hash_ignores_what_cannot_change_the_result(params):
     clean, noisy = config(params), config(params, noise=0.4)
     params["noise"]["kind"] = "asymmetric"
-    params["data"]["root"] = "/elsewhere"
     assert config(params).hash() == clean.hash() and config(params).noise_kind is None
+    assert dataclasses.replace(clean, data_root="/elsewhere").hash() == clean.hash()
     assert config(params, noise=0.4).hash() != noisy.hash()
 
 
@@ -111,9 +116,14 @@ def test_warmup_cosine_schedule_and_param_groups():
     assert len(train.param_groups(model, no_weight_decay_bn_bias=False)) == 1
 
 
-def test_run_dir_layout():
-    path = train.run_dir("results/runs", "cifar10", "cifar_resnet8", "pugd", 0.4, 1)
-    assert path == Path("results/runs/cifar10/cifar_resnet8/pugd/noise40/seed1")
+def test_run_id_layout_round_trips():
+    run = RunId("cifar10", "cifar_resnet8", "pugd", 40, 1)
+    assert run.to_path() == Path("results/runs/cifar10/cifar_resnet8/pugd/noise40/seed1")
+    assert RunId.from_path(run.to_path("elsewhere") / "") == run and run.noise_rate == 0.4
+    for bad in ("results/runs/cifar10/cifar_resnet8/pugd/noise0.4/seed1", "cifar10/pugd/noise40/seed1"):
+        assert not RunId.is_run_dir(bad)
+        with pytest.raises(UnitgradError, match="is not a run directory"):
+            RunId.from_path(bad)
 
 
 class Killed(Exception):
@@ -124,7 +134,7 @@ def killing_loader(after_batches):
     """A DeviceLoader whose training iteration dies after `after_batches` batches in total (a mid-epoch kill)."""
     served = [0]
 
-    class Loader(train.DeviceLoader):
+    class Loader(fit.DeviceLoader):
         def __iter__(self):
             for batch in super().__iter__():
                 if self.train and served[0] == after_batches:
@@ -141,7 +151,7 @@ def test_resume_after_a_mid_epoch_kill_is_bit_identical(params, tmp_path, monkey
     expected = train.train_run(cfg, tmp_path / "straight")
 
     with monkeypatch.context() as patch:
-        patch.setattr(train, "DeviceLoader", killing_loader(after_batches=4))  # epoch 2 of 3, second step
+        patch.setattr(fit, "DeviceLoader", killing_loader(after_batches=4))  # epoch 2 of 3, second step
         with pytest.raises(Killed):
             train.train_run(cfg, tmp_path / "resumed")
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
@@ -179,12 +189,12 @@ def test_resume_rebuilds_deleted_dvclive_files_and_other_configs_start_fresh(par
 def test_nan_loss_stops_with_one_line_error_and_keeps_last_good_checkpoint(params, tmp_path, monkeypatch):
     params["train"]["epochs"] = 2
 
-    class PoisonedLoader(train.DeviceLoader):
+    class PoisonedLoader(fit.DeviceLoader):
         def __iter__(self):
             for x, y in super().__iter__():
                 yield (x * torch.nan if self.train and self.epoch == 1 else x), y
 
-    monkeypatch.setattr(train, "DeviceLoader", PoisonedLoader)
+    monkeypatch.setattr(fit, "DeviceLoader", PoisonedLoader)
     out = tmp_path / "train"
     with pytest.raises(UnitgradError, match=r"^loss became nan at epoch 2/2 step 1/3: lower train.lr") as info:
         train.train_run(config(params, "sam"), out)
@@ -272,15 +282,15 @@ def test_bad_params_fail_with_one_line_and_exit_2(params, tmp_path, capsys, edit
 
 def test_learning_curves_monitor_a_balanced_test_subset(params, tmp_path):
     params["train"]["monitor_per_class"] = 2
-    data = train._load_data(config(params))
+    data = train_data.load_data(config(params))
     assert np.bincount(data.test_y).tolist() == [2] * 10
     params["train"]["monitor_per_class"] = 5  # the tiny test set has 4 per class
     with pytest.raises(UnitgradError, match="train.monitor_per_class is 5"):
-        train._load_data(config(params))
+        train_data.load_data(config(params))
 
 
 def test_training_subset_depends_on_subset_seed_not_on_the_run_seed(params):
-    indices = lambda **run: train._load_data(config(params, **run)).train_indices  # noqa: E731
+    indices = lambda **run: train_data.load_data(config(params, **run)).train_indices  # noqa: E731
     assert np.array_equal(indices(seed=0), indices(seed=1))
     params["data"]["loader"]["subset_seed"] = 1
     changed = indices(seed=0)

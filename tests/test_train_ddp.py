@@ -15,6 +15,8 @@ import yaml
 from fixtures.tiny_cifar import tiny_cifar
 
 from unitgrad import train
+from unitgrad.train import data as train_data
+from unitgrad.train import fit
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.models import create_model
 
@@ -36,10 +38,10 @@ def _worker(rank, port, tmp, optimizer):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
     torch.set_num_threads(1)
-    train.load_cifar = tiny_cifar
+    train_data.load_cifar = tiny_cifar
     created = []
-    make = train.create_model
-    train.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]
+    make = fit.create_model
+    fit.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]
     argv = ["--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", optimizer, "--seed", "0",
             "--out", f"{tmp}/runs", "--params", f"{tmp}/params.yaml"]  # fmt: skip
     assert train.main(argv) == 0

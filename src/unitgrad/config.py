@@ -1,37 +1,104 @@
-"""Read `params.yaml`, the single source of configuration for every stage."""
+"""Read and validate params.yaml, the single source of configuration for every stage.
+
+`load_params(path, reads)` validates the whole file against `unitgrad.schema.Params` before anything
+runs and returns a view holding only the dotted keys `reads` (what the command declares it reads, and
+dvc.yaml declares for its stage). Every problem is one UnitgradError line naming the file and the key.
+"""
 
 from __future__ import annotations
 
+import difflib
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from unitgrad.errors import UnitgradError
+from unitgrad.schema import Params, allowed_keys
 
-_MISSING = object()
+DATA_ROOT = Path("data")  # prepared caches: data/<dataset>/, data/<dataset>-c/ (dvc.yaml's outputs)
 
 
-def load_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 floats: PyYAML's 1.1 resolver reads 1e-3 and 5e4 (no dot, unsigned exponent) as strings."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping in the YAML file `path` (floats as numbers); UnitgradError if missing or malformed."""
     path = Path(path)
     if not path.is_file():
         raise UnitgradError(f"{path} not found: run from the project root or pass --params PATH")
     try:
-        params = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise UnitgradError(f"{path} is not valid YAML ({exc.__class__.__name__}): fix the file") from exc
-    if not isinstance(params, dict):
+        raise UnitgradError(f"{path} is not valid YAML ({' '.join(str(exc).split())}): fix the file") from exc
+    if not isinstance(data, dict):
         raise UnitgradError(f"{path} must hold a mapping at the top level")
-    return params
+    return data
 
 
-def get(params: dict[str, Any], dotted: str, default: Any = _MISSING) -> Any:
-    """`get(p, "train.lr")`; a missing key without a default is an error naming the key."""
-    node: Any = params
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            if default is _MISSING:
-                raise UnitgradError(f"params.yaml has no '{dotted}': add it (see README, 'Configuration')")
-            return default
-        node = node[part]
-    return node
+def parse_params(data: dict[str, Any], source: str | Path = "params.yaml") -> Params:
+    """`data` validated as Params; the first problem as one UnitgradError line naming `source` and the key."""
+    try:
+        return Params.model_validate(data)
+    except ValidationError as exc:
+        errors = {}  # one per key: a union reports each alternative
+        for error in exc.errors():
+            errors.setdefault(_key_path(data, error), error)
+        (loc, first), more = next(iter(errors.items())), len(errors) - 1
+        tail = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+        raise UnitgradError(f"{source}: {_describe(loc, first)}{tail}") from None
+
+
+def load_params(path: str | Path = "params.yaml", reads: Iterable[str] | None = None) -> Params:
+    """The validated params in `path`; with `reads`, a view holding only those dotted keys (see Params.only)."""
+    params = parse_params(read_yaml(path), path)
+    return params if reads is None else params.only(reads)
+
+
+def _key_path(data: Any, error: dict[str, Any]) -> tuple[str | int, ...]:
+    """The error's location as keys of the file: pydantic's union-member tags (int, float, ...) dropped."""
+    path: list[str | int] = []
+    node = data
+    for part in error["loc"]:
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+            path.append(part)
+            node = node[part]
+        else:
+            if error["type"] == "missing" or not path:
+                path.append(part)
+            break
+    return tuple(path)
+
+
+def _describe(loc: tuple[str | int, ...], error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        allowed = allowed_keys(loc[:-1])
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
+        parent = ".".join(str(part) for part in loc[:-1])
+        hint = f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else f"allowed: {', '.join(allowed)}"
+        return f"{key}: unknown key: {hint}"
+    if kind == "missing":
+        return f"{key}: missing: add it (see README, Configuration)"
+    if kind == "params":
+        return f"{key}: {error['msg']}"
+    return f"{key}: {error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
