@@ -285,6 +285,8 @@ class Params(Section):
 def _restricted(model: BaseModel, tree: dict[str, Any] | bool) -> Any:
     if tree is True:
         return model
+    if isinstance(model, dict):  # e.g. data.sources.<dataset>: only the entries asked for, when present
+        return {name: _restricted(model[name], subtree) for name, subtree in tree.items() if name in model}
     values = {}
     for name, subtree in tree.items():
         value = model[name] if isinstance(model, Optim) and name != "base" else getattr(model, name)
