@@ -258,13 +258,14 @@ def test_git_state_reports_commit_and_dirty_tracked_files(tmp_path):
 @pytest.mark.parametrize(
     "edit, optimizer, message",
     [
-        (lambda p: None, "adam", r"unknown optimizer 'adam': choose one of .*sgd_2x.* \(optim\.\* in params.yaml\)"),
-        (lambda p: p["train"].pop("lr"), "sgd", r"params.yaml has no 'train.lr'"),
-        (lambda p: p["optim"]["sam"].update(rho={"cifar100": 0.1}), "sam", r"optim.sam.rho has no value for 'cifar10'"),
-        (lambda p: p["train"].update(bn_update="second"), "sgd", r"train.bn_update is 'second': choose one of"),
-        (lambda p: p["train"].update(epochs=0), "sgd", r"train.epochs must be an integer >= 1"),
-        (lambda p: p["data"]["loader"].update(subset_seed=-1), "sgd", r"data.loader.subset_seed must be an integer >= 0"),
-        (lambda p: p["optim"]["sgd"].update(rho=0.1), "sgd", r"optimizer 'sgd' takes no rho"),
+        (lambda p: None, "adam", r"params.yaml: optim.adam: no such entry for --optimizer adam: did you mean 'asam'"),
+        (lambda p: None, "lion", r"params.yaml: optim.lion: no such entry .*: choose one of asam, pugd, sam, sgd, sgd_2x, ugd"),
+        (lambda p: p["train"].pop("lr"), "sgd", r"params.yaml: train.lr: missing"),
+        (lambda p: p["optim"]["sam"].update(rho={"cifar100": 0.1}), "sam", r"optim.sam.rho: has no value for 'cifar10'"),
+        (lambda p: p["train"].update(bn_update="second"), "sgd", r"train.bn_update: input should be 'first_pass' or"),
+        (lambda p: p["train"].update(epochs=0), "sgd", r"train.epochs: input should be greater than or equal to 1"),
+        (lambda p: p["data"]["loader"].update(subset_seed=-1), "sgd", r"data.loader.subset_seed: input should be greater"),
+        (lambda p: p["optim"]["sgd"].update(rho=0.1), "sgd", r"optim.sgd.rho: unknown key: allowed: epochs_factor"),
         (lambda p: None, "sgd --noise 120", r"label-noise rate 1.2 must lie in \[0, 1\]: fix --noise \(percent\)"),
     ],
 )

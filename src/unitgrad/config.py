@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from unitgrad.errors import UnitgradError
-from unitgrad.schema import Params, allowed_keys
+from unitgrad.schema import METHODS, Optim, Params, method_of
 
 DATA_ROOT = Path("data")  # prepared caches: data/<dataset>/, data/<dataset>-c/ (dvc.yaml's outputs)
 
@@ -46,7 +46,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise UnitgradError(f"{path} not found: run from the project root or pass --params PATH")
     try:
-        data = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
         raise UnitgradError(f"{path} is not valid YAML ({' '.join(str(exc).split())}): fix the file") from exc
     if not isinstance(data, dict):
@@ -68,9 +68,38 @@ def parse_params(data: dict[str, Any], source: str | Path = "params.yaml") -> Pa
 
 
 def load_params(path: str | Path = "params.yaml", reads: Iterable[str] | None = None) -> Params:
-    """The validated params in `path`; with `reads`, a view holding only those dotted keys (see Params.only)."""
+    """The validated params in `path`; with `reads`, a view holding only those dotted keys (see `view`)."""
     params = parse_params(read_yaml(path), path)
-    return params if reads is None else params.only(reads)
+    return params if reads is None else view(params, reads)
+
+
+def view(params: Params, keys: Iterable[str]) -> Params:
+    """A view of `params` holding just the dotted `keys` (sections or keys): reading anything else raises
+    AttributeError. Each command reads its params through the view of the keys it declares, so the
+    declaration that dvc.yaml is tested against is the one the code is held to."""
+    tree: dict[str, Any] = {}
+    for key in keys:
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if node is True:
+                break
+        else:
+            node[leaf] = True
+    return _restricted(params, tree)
+
+
+def _restricted(model: BaseModel, tree: dict[str, Any] | bool) -> Any:
+    if tree is True:
+        return model
+    if isinstance(model, dict):  # e.g. data.sources.<dataset>: only the entries asked for, when present
+        return {name: _restricted(model[name], subtree) for name, subtree in tree.items() if name in model}
+    values = {}
+    for name, subtree in tree.items():
+        value = model[name] if isinstance(model, Optim) and name != "base" else getattr(model, name)
+        values[name] = _restricted(value, subtree)
+    return type(model).model_construct(**values)
 
 
 def _key_path(data: Any, error: dict[str, Any]) -> tuple[str | int, ...]:
@@ -78,7 +107,7 @@ def _key_path(data: Any, error: dict[str, Any]) -> tuple[str | int, ...]:
     path: list[str | int] = []
     node = data
     for part in error["loc"]:
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int):
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)):
             path.append(part)
             node = node[part]
         else:
@@ -95,10 +124,26 @@ def _describe(loc: tuple[str | int, ...], error: dict[str, Any]) -> str:
         allowed = allowed_keys(loc[:-1])
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
         parent = ".".join(str(part) for part in loc[:-1])
-        hint = f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else f"allowed: {', '.join(allowed)}"
+        hint = (
+            f"did you mean {parent + '.' if parent else ''}{close[0]}?" if close else f"allowed: {', '.join(allowed)}"
+        )
         return f"{key}: unknown key: {hint}"
     if kind == "missing":
         return f"{key}: missing: add it (see README, Configuration)"
     if kind == "params":
         return f"{key}: {error['msg']}"
     return f"{key}: {error['msg'][0].lower()}{error['msg'][1:]}, got {error['input']!r}"
+
+
+def allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the schema allows in the mapping at `loc` (e.g. ("train",) -> epochs, batch_size, ...)."""
+    model: Any = Params
+    for part in loc:
+        if model is Optim and part != "base":
+            model = METHODS.get(method_of(str(part)))
+        else:
+            field = getattr(model, "model_fields", {}).get(part)
+            model = field.annotation if field is not None else None
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return []
+    return list(model.model_fields)

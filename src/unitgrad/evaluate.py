@@ -21,10 +21,10 @@ from unitgrad import metrics
 from unitgrad.config import DATA_ROOT, load_params
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, CORRUPTIONS, DeviceLoader, load_cifar, load_corruptions
 from unitgrad.data.corruptions import SEVERITIES, STANDARD
+from unitgrad.device import autocast, resolve_device, uses_channels_last
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json
 from unitgrad.models import create_model
-from unitgrad.device import autocast, resolve_device, uses_channels_last
 from unitgrad.runs import RunId
 
 _RUN_KEYS = ("dataset", "model", "optimizer", "noise", "seed")

@@ -33,10 +33,18 @@ def plan(params: Params) -> list[tuple[str, int, str]]:
     return [
         ("prepare", len(grid.datasets), datasets),
         ("corrupt", len(grid.datasets), f"{datasets} ({corruption})"),
-        ("train", clean, f"{', '.join(grid.models)}; epochs: {epochs_of(grid.optimizers)}; "
-         f"training images: {', '.join(f'{d} {n}' for d, n in images.items())}"),
-        ("train_noise", noisy, f"{noise.model} on {noise.dataset}, {noise.kind} {'/'.join(map(str, noise.rates))} %; "
-         f"epochs: {epochs_of(noise.optimizers)}"),
+        (
+            "train",
+            clean,
+            f"{', '.join(grid.models)}; epochs: {epochs_of(grid.optimizers)}; "
+            f"training images: {', '.join(f'{d} {n}' for d, n in images.items())}",
+        ),
+        (
+            "train_noise",
+            noisy,
+            f"{noise.model} on {noise.dataset}, {noise.kind} {'/'.join(map(str, noise.rates))} %; "
+            f"epochs: {epochs_of(noise.optimizers)}",
+        ),
         ("evaluate", clean, "clean test set" + (" + corruptions" if params.evaluate.corruptions else "")),
         ("evaluate_noise", noisy, "clean test set"),
         ("toy", 1, f"{len(params.toy.optimizers)} paths × {params.toy.steps} steps"),

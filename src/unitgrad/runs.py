@@ -29,6 +29,7 @@ class RunId:
     LAYOUT = "{dataset}/{model}/{optimizer}/noise{noise}/seed{seed}"  # the one statement of the layout
     DEPTH = LAYOUT.count("/") + 1
     INTEGERS = ("noise", "seed")
+
     @property
     def noise_rate(self) -> float:
         """The fraction of training labels flipped."""

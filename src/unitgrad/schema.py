@@ -27,6 +27,9 @@ Names = Annotated[list[NonEmptyStr], Field(min_length=1)]
 # A source, or candidate sources tried in order.
 Source = NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1)]
 PerDataset = PositiveFloat | dict[Dataset, PositiveFloat]
+# An int stays an int (it enters the run's config hash as written); fractions are allowed.
+NonNegativeNumber = Annotated[float, Field(ge=0)] | Annotated[int, Field(ge=0)]
+PositiveNumber = Annotated[float, Field(gt=0)] | Annotated[int, Field(gt=0)]
 REPEAT = re.compile(r"^(?P<method>[a-z]+)_(?P<k>\d+)x$")  # sgd_2x -> sgd
 
 
@@ -93,7 +96,7 @@ class Train(Section):
     momentum: Fraction = _field("SGD momentum")
     weight_decay: float = _field("weight decay", ge=0)
     nesterov: bool = _field("Nesterov momentum")
-    warmup_epochs: float | int = _field("linear LR warmup (fractions allowed), then cosine to 0", ge=0)
+    warmup_epochs: NonNegativeNumber = _field("linear LR warmup (fractions allowed), then cosine to 0")
     label_smoothing: Fraction = _field("cross-entropy label smoothing")
     no_weight_decay_bn_bias: bool = _field("no weight decay on 1-D parameters (BatchNorm, biases)")
     bn_update: Literal["first_pass", "both_passes"] = _field(
@@ -118,7 +121,7 @@ class Train(Section):
 class Method(Section):
     """Keys every optimizer entry may set."""
 
-    epochs_factor: float | int = _field("train.epochs multiplier (the equal-compute baseline sgd_2x: 2)", gt=0, default=1)
+    epochs_factor: PositiveNumber = _field("train.epochs multiplier (the equal-compute baseline sgd_2x: 2)", default=1)
     hyperparameters: ClassVar[tuple[str, ...]] = ()  # passed to the optimizer
 
 
@@ -240,7 +243,9 @@ class Params(Section):
         for key, chosen in (("grid.optimizers", self.grid.optimizers), ("noise.optimizers", self.noise.optimizers)):
             for name in chosen:
                 if name not in names:
-                    raise _error(tuple(key.split(".")), f"'{name}' has no optim.{name} entry{did_you_mean(name, names)}")
+                    raise _error(
+                        tuple(key.split(".")), f"'{name}' has no optim.{name} entry{did_you_mean(name, names)}"
+                    )
         for key in ("reference_optimizer", "baseline_optimizer"):
             name = getattr(self.report, key)
             if name not in names:
@@ -254,7 +259,8 @@ class Params(Section):
             scaled = self.train.epochs * entry.epochs_factor
             if scaled != int(scaled):
                 raise _error(
-                    ("optim", name, "epochs_factor"), f"{entry.epochs_factor} × train.epochs ({self.train.epochs}) is not a whole number of epochs"
+                    ("optim", name, "epochs_factor"),
+                    f"{entry.epochs_factor} × train.epochs ({self.train.epochs}) is not a whole number of epochs",
                 )
             for key in entry.hyperparameters:
                 value = getattr(entry, key)
@@ -263,36 +269,6 @@ class Params(Section):
                     raise _error(("optim", name, key), f"has no value for '{missing[0]}': add {missing[0]}: <value>")
         return self
 
-    def only(self, keys: Iterable[str]) -> Params:
-        """A view holding just the dotted `keys` (sections or keys): reading anything else is an AttributeError.
-
-        Each command reads its params through such a view of the keys it declares, so the declaration that
-        dvc.yaml is tested against is the one the code is held to.
-        """
-        tree: dict[str, Any] = {}
-        for key in keys:
-            node = tree
-            *parents, leaf = key.split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-                if node is True:
-                    break
-            else:
-                node[leaf] = True
-        return _restricted(self, tree)
-
-
-def _restricted(model: BaseModel, tree: dict[str, Any] | bool) -> Any:
-    if tree is True:
-        return model
-    if isinstance(model, dict):  # e.g. data.sources.<dataset>: only the entries asked for, when present
-        return {name: _restricted(model[name], subtree) for name, subtree in tree.items() if name in model}
-    values = {}
-    for name, subtree in tree.items():
-        value = model[name] if isinstance(model, Optim) and name != "base" else getattr(model, name)
-        values[name] = _restricted(value, subtree)
-    return type(model).model_construct(**values)
-
 
 def _error(loc: tuple[str | int, ...], message: str) -> ValidationError:
     return ValidationError.from_exception_data("Params", [_detail(loc, "params", message, None, None)])
@@ -300,9 +276,8 @@ def _error(loc: tuple[str | int, ...], message: str) -> ValidationError:
 
 def _detail(loc: tuple[str | int, ...], kind: str, message: str, value: Any, ctx: dict | None) -> dict[str, Any]:
     """An error for ValidationError.from_exception_data: pydantic's own kind, or our message verbatim."""
-    if kind == "params":
-        return {"type": PydanticCustomError("params", message.replace("{", "{{").replace("}", "}}")), "loc": loc,
-                "input": value}  # fmt: skip
+    if kind == "params":  # braces escaped: pydantic formats the message with the error's context
+        kind = PydanticCustomError("params", message.replace("{", "{{").replace("}", "}}"))
     return {"type": kind, "loc": loc, "input": value, **({"ctx": ctx} if ctx else {})}
 
 
@@ -316,17 +291,3 @@ def _prefixed(exc: ValidationError, prefix: tuple[str | int, ...]) -> Validation
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f": did you mean '{close[0]}'?" if close else f": choose one of {', '.join(choices)}"
-
-
-def allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
-    """The keys the schema allows in the mapping at `loc` (e.g. ("train",) -> epochs, batch_size, ...)."""
-    model: Any = Params
-    for part in loc:
-        if model is Optim and part != "base":
-            model = METHODS.get(method_of(str(part)))
-        else:
-            field = getattr(model, "model_fields", {}).get(part)
-            model = field.annotation if field is not None else None
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return list(model.model_fields)

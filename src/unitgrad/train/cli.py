@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from unitgrad import distributed
-from unitgrad.config import load_params
+from unitgrad.config import load_params, view
 from unitgrad.device import resolve_device
 from unitgrad.errors import UnitgradError
 from unitgrad.runs import RUNS_ROOT, RunId
@@ -34,12 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     params = load_params(args.params)
     if run.optimizer not in params.optim.names():
         raise UnitgradError(
-            f"{args.params}: unknown optimizer '{run.optimizer}' (optim.* in {args.params})"
+            f"{args.params}: optim.{run.optimizer}: no such entry for --optimizer {run.optimizer}"
             f"{did_you_mean(run.optimizer, params.optim.names())}"
         )
     cfg = RunConfig.from_params(
-        params.only(reads(run.optimizer, noisy=run.noise > 0)),
-        dataset=run.dataset, model=run.model, optimizer=run.optimizer, seed=run.seed, noise=run.noise_rate,
+        view(params, reads(run.optimizer, noisy=run.noise > 0)),
+        dataset=run.dataset,
+        model=run.model,
+        optimizer=run.optimizer,
+        seed=run.seed,
+        noise=run.noise_rate,
     )  # fmt: skip - the run's identity on one line
     out_dir = run.to_path(args.out) / "train"
     with distributed.session(resolve_device(cfg.device, distributed.local_rank())) as proc:

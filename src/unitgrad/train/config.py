@@ -59,11 +59,11 @@ class RunConfig:
     ) -> RunConfig:
         """The run `optimizer` × `seed` × `noise` (a fraction) on `dataset`/`model`, with settings from `params`."""
         if not 0.0 <= noise <= 1.0:
-            raise UnitgradError(
-                f"label-noise rate {noise} must lie in [0, 1]: fix --noise (percent) or noise.rates"
-            )
+            raise UnitgradError(f"label-noise rate {noise} must lie in [0, 1]: fix --noise (percent) or noise.rates")
         entry, train, loader = params.optim[optimizer], params.train, params.data.loader
-        own = {key: _for_dataset(getattr(entry, key), dataset, f"optim.{optimizer}.{key}") for key in entry.hyperparameters}
+        own = {
+            key: _for_dataset(getattr(entry, key), dataset, f"optim.{optimizer}.{key}") for key in entry.hyperparameters
+        }
         kwargs = {"lr": train.lr, "weight_decay": train.weight_decay}
         if params.optim.base == "sgd":  # momentum and Nesterov are SGD's
             kwargs.update(momentum=train.momentum, nesterov=train.nesterov)

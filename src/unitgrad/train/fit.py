@@ -53,8 +53,15 @@ class Trainer:
         normalise = {"mean": CIFAR_MEAN[cfg.dataset], "std": CIFAR_STD[cfg.dataset], "channels_last": channels_last}
         augment = {"crop_padding": cfg.crop_padding, "flip": cfg.flip, "cutout": cfg.cutout}
         self.train_loader = DeviceLoader(
-            data.train_x, data.train_y, cfg.batch_size, device, train=True, seed=cfg.seed, drop_last=True,
-            **normalise, **augment,
+            data.train_x,
+            data.train_y,
+            cfg.batch_size,
+            device,
+            train=True,
+            seed=cfg.seed,
+            drop_last=True,
+            **normalise,
+            **augment,
         )  # fmt: skip - the loader's arguments read as one sentence
         shard = slice(proc.rank, None, proc.world_size)
         self.test_loader = DeviceLoader(

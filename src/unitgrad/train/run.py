@@ -92,8 +92,16 @@ def train_run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
 
 
 def _write_outputs(
-    out_dir: Path, cfg: RunConfig, net: nn.Module, data: TrainData, live: Live, device: torch.device,
-    started: str, wall_time_s: float, resumed_from: int, world_size: int,
+    out_dir: Path,
+    cfg: RunConfig,
+    net: nn.Module,
+    data: TrainData,
+    live: Live,
+    device: torch.device,
+    started: str,
+    wall_time_s: float,
+    resumed_from: int,
+    world_size: int,
 ) -> None:  # fmt: skip - one parameter per line would make the signature longer than the body
     with atomic_path(out_dir / "labels.npz") as tmp, tmp.open("wb") as handle:
         np.savez(
@@ -111,7 +119,12 @@ def _write_outputs(
         torch.save(saved, tmp)
     live.end()
     record = provenance(
-        cfg.to_dict(), device, started, utc_now(), round(wall_time_s, 3),
-        resumed_from_epoch=resumed_from, world_size=world_size,
+        cfg.to_dict(),
+        device,
+        started,
+        utc_now(),
+        round(wall_time_s, 3),
+        resumed_from_epoch=resumed_from,
+        world_size=world_size,
     )  # fmt: skip - the positional record fields on one line, the extras on the next
     write_json(out_dir / "run.json", record)

@@ -71,7 +71,7 @@ def read_checkpoint(path: Path, config_hash: str, log: Callable[[str], None]) ->
         return None
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint means the same thing: start over
+    except Exception as exc:
         log(f"checkpoint {path} is unreadable ({exc.__class__.__name__}): starting fresh")
         return None
     if checkpoint.get("format") != CHECKPOINT_FORMAT or checkpoint.get("config_hash") != config_hash:
