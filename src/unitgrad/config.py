@@ -59,10 +59,18 @@ def parse_params(data: dict[str, Any], source: str | Path = "params.yaml") -> Pa
     try:
         return Params.model_validate(data)
     except ValidationError as exc:
-        errors = {}  # one per key: a union reports each alternative
+        alternatives: dict[tuple, list[tuple[tuple, dict[str, Any]]]] = {}  # a union reports each alternative
         for error in exc.errors():
-            errors.setdefault(_key_path(data, error), error)
-        (loc, first), more = next(iter(errors.items())), len(errors) - 1
+            field, loc = _key_path(data, error)
+            alternatives.setdefault(field, []).append((loc, error))
+        # Of a union's alternatives, the one that got past the type check (or got deepest) says most; an
+        # unknown key first: a typo also makes the key it meant missing, and the unknown one has the hint.
+        errors = [
+            min(found, key=lambda item: (item[1]["type"].endswith("_type"), -len(item[0])))
+            for found in alternatives.values()
+        ]
+        errors.sort(key=lambda item: item[1]["type"] != "extra_forbidden")
+        (loc, first), more = errors[0], len(errors) - 1
         tail = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
         raise UnitgradError(f"{source}: {_describe(loc, first)}{tail}") from None
 
@@ -102,19 +110,21 @@ def _restricted(model: BaseModel, tree: dict[str, Any] | bool) -> Any:
     return type(model).model_construct(**values)
 
 
-def _key_path(data: Any, error: dict[str, Any]) -> tuple[str | int, ...]:
-    """The error's location as keys of the file: pydantic's union-member tags (int, float, ...) dropped."""
+def _key_path(data: Any, error: dict[str, Any]) -> tuple[tuple[str | int, ...], tuple[str | int, ...]]:
+    """(the key whose value failed, the full location) as keys of the file, pydantic's union-member tags
+    (int, list[str], ...) dropped: the alternatives of one union share the first."""
     path: list[str | int] = []
+    field: tuple[str | int, ...] | None = None
     node = data
-    for part in error["loc"]:
+    for position, part in enumerate(error["loc"]):
         if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int)):
             path.append(part)
             node = node[part]
-        else:
-            if error["type"] == "missing" or not path:
-                path.append(part)
-            break
-    return tuple(path)
+        elif error["type"] == "missing" and position == len(error["loc"]) - 1:
+            path.append(part)
+        elif field is None:
+            field = tuple(path)
+    return (tuple(path) if field is None else field), tuple(path)
 
 
 def _describe(loc: tuple[str | int, ...], error: dict[str, Any]) -> str:
