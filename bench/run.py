@@ -45,6 +45,7 @@ from harness import (
 
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json, write_text
+from unitgrad.provenance import cpu_model
 
 IMPLEMENTATIONS = ("unitgrad", "loop", "lean_loop")
 OPTIMIZER_TARGET = 2.0  # issue 6: optimizer work >= 2x faster than the loop (ResNet-18, PUGD), CPU
@@ -95,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def machine_info(device: torch.device) -> dict:
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -108,13 +109,6 @@ def machine_info(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
-
-
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or "unknown"
 
 
 def _git(*args: str, repo: Path = REPO) -> str | None:
@@ -154,6 +148,21 @@ def optimizer_work_times(
     return {"allocator": allocator, "times": times}
 
 
+def work_summary(times: dict[str, list[tuple[float, float]]]) -> dict:
+    """Each implementation's best step (the minimum over repeats of first + second) and the ratios of those."""
+    best = {impl: min(map(sum, t)) for impl, t in times.items()}
+    return {
+        "speedup": best["loop"] / best["unitgrad"],
+        "speedup_vs_lean_loop": best["lean_loop"] / best["unitgrad"],
+        "unitgrad_s": best["unitgrad"],
+        "loop_s": best["loop"],
+        "lean_loop_s": best["lean_loop"],
+        # where the time goes: the best first_step and second_step (perturb | restore + step)
+        "first_second_s": {impl: [min(f for f, _ in t), min(s for _, s in t)] for impl, t in times.items()},
+        "raw_first_second_s": times,
+    }
+
+
 def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
     """Seconds of optimizer work per step, unitgrad vs both loop baselines, each model and method in a fresh process."""
     spawn = multiprocessing.get_context("spawn")
@@ -165,18 +174,8 @@ def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
             with spawn.Pool(1) as pool:
                 args = (shapes, method, cfg.optimizer_repeats, str(device), cfg.clock, torch.get_num_threads())
                 measured = pool.apply(optimizer_work_times, args)
-            times, allocator = measured["times"], measured["allocator"]
-            best = {impl: min(map(sum, t)) for impl, t in times.items()}
-            by_model[model_name][method] = {
-                "speedup": best["loop"] / best["unitgrad"],
-                "speedup_vs_lean_loop": best["lean_loop"] / best["unitgrad"],
-                "unitgrad_s": best["unitgrad"],
-                "loop_s": best["loop"],
-                "lean_loop_s": best["lean_loop"],
-                # where the time goes: the best first_step and second_step (perturb | restore + step)
-                "first_second_s": {impl: [min(f for f, _ in t), min(s for _, s in t)] for impl, t in times.items()},
-                "raw_first_second_s": times,
-            }
+            allocator = measured["allocator"]
+            by_model[model_name][method] = work_summary(measured["times"])
         # the base step by implementation: the loop reference's (torch's default loop on CPU) vs fused (unitgrad's)
         steps = cfg.optimizer_repeats + 1
         base = {
