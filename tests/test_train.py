@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -297,3 +298,42 @@ def test_training_subset_depends_on_subset_seed_not_on_the_run_seed(params):
     changed = indices(seed=0)
     params["data"]["loader"]["subset_seed"] = 0
     assert not np.array_equal(changed, indices(seed=0))
+
+
+def test_a_diverging_run_fails_at_one_step_per_epoch_and_writes_no_model(params, tmp_path, capsys):
+    params["train"].update(lr=1e6, warmup_epochs=0, batch_size=60, epochs=2)  # 60 images: one step per epoch
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0",
+            "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip - the command line as typed
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: (test loss|weights|loss) became \S+ .*epoch 1/2.*: lower train.lr \(now 1000000.0\).*\n", err)
+    out = tmp_path / "runs" / RunId("cifar10", "cifar_resnet8", "sgd", 0, 0).relative() / "train"
+    assert not (out / "model.pt").exists() and not (out / "run.json").exists() and not (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("blocker", ["read-only run directory", "checkpoint.pt is a directory", "model.pt is a directory"])
+def test_unwritable_outputs_fail_with_the_path_before_anything_is_deleted(params, tmp_path, capsys, blocker):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0",
+            "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip - the command line as typed
+    out = tmp_path / "runs" / RunId("cifar10", "cifar_resnet8", "sgd", 0, 0).relative() / "train"
+    out.mkdir(parents=True)
+    (out / "labels.npz").write_bytes(b"earlier output")
+    if blocker == "read-only run directory":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        out.chmod(0o555)
+        culprit = out
+    else:
+        culprit = out / blocker.split()[0]
+        culprit.mkdir()
+    try:
+        assert cli.main(argv) == 2
+        assert (out / "labels.npz").read_bytes() == b"earlier output"
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {culprit} ") and err.count("\n") == 1, err
