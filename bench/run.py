@@ -42,9 +42,14 @@ from harness import (
     run_two_pass_step,
     synchronize,
 )
+from PIL import Image
+from torchvision import transforms
 
+from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json, write_text
+from unitgrad.models import create_model
+from unitgrad.optim import bn_update_disabled
 from unitgrad.provenance import cpu_model
 
 IMPLEMENTATIONS = ("unitgrad", "loop", "lean_loop")
@@ -119,8 +124,6 @@ def _git(*args: str, repo: Path = REPO) -> str | None:
 
 
 def parameter_shapes(model_name: str) -> list[torch.Size]:
-    from unitgrad.models import create_model
-
     return [p.shape for p in create_model(model_name, num_classes=10).parameters()]
 
 
@@ -196,9 +199,6 @@ def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
 
 def bench_step_ratio(cfg: Config, device: torch.device) -> dict:
     """Full training step (forward, backward, optimizer) of each two-pass method over SGD's."""
-    from unitgrad.models import create_model
-    from unitgrad.optim import bn_update_disabled
-
     torch.manual_seed(0)
     base_model = create_model(cfg.step_model, num_classes=10).to(device)
     x = torch.randn(cfg.step_batch, 3, 32, 32, device=device)
@@ -245,17 +245,11 @@ class _PILDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
-        from PIL import Image
-
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
 def bench_loader(cfg: Config, device: torch.device) -> dict:
     """Training-mode images/s (crop 4 + flip + normalise) on synthetic uint8 CIFAR-shaped data."""
-    from torchvision import transforms
-
-    from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
-
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (cfg.loader_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, cfg.loader_images).astype(np.int64)
@@ -416,7 +410,8 @@ def render_markdown(summary: dict) -> str:
         "torch.optim.SGD base step alone, by implementation (the loop reference ends with torch's default, a "
         "per-parameter loop on CPU; unitgrad's create_optimizer picks the fused kernel): "
         + "; ".join(
-            f"{name}: loop {b['loop'] * 1e3:.1f} ms, foreach {b['foreach'] * 1e3:.1f} ms, fused {b['fused'] * 1e3:.1f} ms"
+            f"{name}: loop {b['loop'] * 1e3:.1f} ms, foreach {b['foreach'] * 1e3:.1f} ms, "
+            f"fused {b['fused'] * 1e3:.1f} ms"
             for name, rows in opt["by_model"].items()
             for b in [rows["sgd_base_step_s"]]
         ),

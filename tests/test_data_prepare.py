@@ -295,7 +295,7 @@ def test_image_folder_reads_jpeg(tmp_path):
 
 def test_image_folder_with_wrong_classes_names_the_difference(tmp_path):
     _image_tree(tmp_path / "tree", per_class=(1, 1), classes=CIFAR10_CLASSES[:9] + ("lorry",))
-    with pytest.raises(UnitgradError, match="truck.*lorry"):
+    with pytest.raises(UnitgradError, match=r"truck.*lorry"):
         prepare("cifar10", tmp_path / "tree", tmp_path / "data")
 
 

@@ -145,7 +145,9 @@ def test_cli_reads_params_and_skips_corruptions_on_request(tmp_path, data_root, 
     run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
     monkeypatch.chdir(data_root.parent)  # the CLI reads data/ in the current directory, as dvc.yaml says
     params = write_params(
-        tmp_path / "params.yaml", train={"device": "cpu"}, evaluate={"batch_size": 6, "ece_bins": 10, "corruptions": True}
+        tmp_path / "params.yaml",
+        train={"device": "cpu"},
+        evaluate={"batch_size": 6, "ece_bins": 10, "corruptions": True},
     )
     assert main([str(run), "--params", str(params), "--no-corruptions"]) == 0
     saved = json.loads((run / "eval.json").read_text())

@@ -91,7 +91,7 @@ def test_bad_params_file_is_a_one_line_error(tmp_path, text):
 
 
 def test_missing_params_file(tmp_path):
-    with pytest.raises(UnitgradError, match="nope.yaml not found"):
+    with pytest.raises(UnitgradError, match=r"nope\.yaml not found"):
         load_params(tmp_path / "nope.yaml")
 
 

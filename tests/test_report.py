@@ -22,7 +22,8 @@ from unitgrad.report.references import PUBLISHED, PublishedNumber
 from unitgrad.report.stats import describe, paired_difference, t_half_width
 
 # The project's params with the recipe the fixture runs are described by (rho for CIFAR-10 only).
-PARAMS = yaml.safe_dump(project_params(optim={"sam": {"rho": {"cifar10": 0.05}}, "asam": {"rho": {"cifar10": 0.5}, "eta": 0.01}}))
+RHO = {"sam": {"rho": {"cifar10": 0.05}}, "asam": {"rho": {"cifar10": 0.5}, "eta": 0.01}}
+PARAMS = yaml.safe_dump(project_params(optim=RHO))
 FIGURES = ["accuracy", "learning_curves", "label_noise", "corruption_severity", "corruption_heatmap"]
 MD_TABLES = ["main", "label_noise", "corruption", "paired", "setup"]
 TEX_TABLES = ["main", "label_noise", "corruption", "paired", "setup", "claims"]
@@ -151,7 +152,7 @@ def test_corrupt_metrics_file_is_a_one_line_error(tmp_path):
     root = write_runs(tmp_path)
     bad = next(root.rglob("eval.json"))
     bad.write_text("{not json")
-    with pytest.raises(UnitgradError, match="eval.json is unreadable"):
+    with pytest.raises(UnitgradError, match=r"eval\.json is unreadable"):
         aggregate.collect(root)
 
 

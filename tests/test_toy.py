@@ -91,5 +91,5 @@ def test_missing_toy_key_names_it(tmp_path):
     del params["toy"]["adagrad_lr"]
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params))
-    with pytest.raises(UnitgradError, match="toy.adagrad_lr: missing"):
+    with pytest.raises(UnitgradError, match=r"toy\.adagrad_lr: missing"):
         toy.main(["--params", str(path), "--out-dir", str(tmp_path / "out")])

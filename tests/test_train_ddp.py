@@ -15,10 +15,10 @@ import yaml
 from fixtures.tiny_cifar import tiny_cifar
 
 from unitgrad import train
-from unitgrad.train import data as train_data
-from unitgrad.train import fit
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.models import create_model
+from unitgrad.train import data as train_data
+from unitgrad.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -77,7 +77,8 @@ def test_torchrun_style_cli_trains_one_run_on_two_gloo_processes(tmp_path, capfd
     model = create_model("cifar_resnet8", 10).eval()
     model.load_state_dict(saved)
     _, _, x_te, y_te, _ = tiny_cifar("cifar10", None)
-    x, y = next(iter(DeviceLoader(x_te, y_te, len(x_te), "cpu", CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"], train=False)))
+    loader = DeviceLoader(x_te, y_te, len(x_te), "cpu", CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"], train=False)
+    x, y = next(iter(loader))
     with torch.no_grad():
         logits = model(x)
     test = json.loads((out / "dvclive" / "metrics.json").read_text())["test"]

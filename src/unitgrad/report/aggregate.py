@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from unitgrad.errors import UnitgradError
-from unitgrad.runs import RunId
 from unitgrad.report.stats import describe, paired_difference
+from unitgrad.runs import RunId
 
 ID_COLUMNS = ["dataset", "model", "optimizer", "noise", "seed"]
 CONFIG_COLUMNS = ["dataset", "model", "optimizer", "noise"]
