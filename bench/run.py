@@ -45,6 +45,7 @@ from harness import (
 from PIL import Image
 from torchvision import transforms
 
+from unitgrad import markdown
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json, write_text
@@ -382,24 +383,42 @@ def render_markdown(summary: dict) -> str:
             "allocations page faults; its time still moves between runs more than unitgrad's."
         ),
         "",
-        (
-            "| model | params | method | unitgrad ms | first / second | loop ms | first / second | × loop "
-            "| lean loop ms | × lean loop |"
-        ),
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     opt = summary["optimizer_speedup_vs_loop"]
-    for model_name, rows in opt["by_model"].items():
+    rows = []
+    for model_name, by_method in opt["by_model"].items():
         for method in TWO_PASS_METHODS:
-            r = rows[method]
+            r = by_method[method]
             split = {
                 impl: " / ".join(f"{t * 1e3:.1f}" for t in r["first_second_s"][impl]) for impl in ("unitgrad", "loop")
             }
-            lines.append(
-                f"| {model_name} | {rows['parameters'] / 1e6:.1f} M | {method} | {r['unitgrad_s'] * 1e3:.1f} | "
-                f"{split['unitgrad']} | {r['loop_s'] * 1e3:.1f} | {split['loop']} | {r['speedup']:.2f}× | "
-                f"{r['lean_loop_s'] * 1e3:.1f} | {r['speedup_vs_lean_loop']:.2f}× |"
+            rows.append(
+                [
+                    model_name,
+                    f"{by_method['parameters'] / 1e6:.1f} M",
+                    method,
+                    f"{r['unitgrad_s'] * 1e3:.1f}",
+                    split["unitgrad"],
+                    f"{r['loop_s'] * 1e3:.1f}",
+                    split["loop"],
+                    f"{r['speedup']:.2f}×",
+                    f"{r['lean_loop_s'] * 1e3:.1f}",
+                    f"{r['speedup_vs_lean_loop']:.2f}×",
+                ]
             )
+    header = [
+        "model",
+        "params",
+        "method",
+        "unitgrad ms",
+        "first / second",
+        "loop ms",
+        "first / second",
+        "× loop",
+        "lean loop ms",
+        "× lean loop",
+    ]
+    lines += markdown.table(header, rows, align="lrlrrrrrrr")
     lines += [
         "",
         (
@@ -432,11 +451,13 @@ def render_markdown(summary: dict) -> str:
         "",
         "Forward + backward + optimizer; the second pass leaves BatchNorm statistics untouched as training does.",
         "",
-        "| method | step ms | / SGD |",
-        "|---|---:|---:|",
-        f"| sgd | {step['sgd_s'] * 1e3:.1f} | 1.00 |",
+        *markdown.table(
+            ["method", "step ms", "/ SGD"],
+            [["sgd", f"{step['sgd_s'] * 1e3:.1f}", "1.00"]]
+            + [[m_, f"{step[m_]['step_s'] * 1e3:.1f}", f"{step[m_]['ratio']:.2f}"] for m_ in TWO_PASS_METHODS],
+            align="lrr",
+        ),
     ]
-    lines += [f"| {m_} | {step[m_]['step_s'] * 1e3:.1f} | {step[m_]['ratio']:.2f} |" for m_ in TWO_PASS_METHODS]
 
     ld = summary["loader_speedup_vs_dataloader"]
     lines += [
@@ -450,10 +471,14 @@ def render_markdown(summary: dict) -> str:
             "conservative match; under load from other processes the workers also take a larger share of the cores."
         ),
         "",
-        "| loader | images/s |",
-        "|---|---:|",
-        f"| unitgrad.data.DeviceLoader | {ld['device_loader_images_per_s']:,.0f} |",
-        f"| torchvision DataLoader | {ld['torch_dataloader_images_per_s']:,.0f} |",
+        *markdown.table(
+            ["loader", "images/s"],
+            [
+                ["unitgrad.data.DeviceLoader", f"{ld['device_loader_images_per_s']:,.0f}"],
+                ["torchvision DataLoader", f"{ld['torch_dataloader_images_per_s']:,.0f}"],
+            ],
+            align="lr",
+        ),
         "",
         f"Speedup **{ld['speedup']:.1f}×** (target ≥ {ld['target']:g}×: {_verdict(ld['meets_target'])}).",
     ]
@@ -463,12 +488,14 @@ def render_markdown(summary: dict) -> str:
             "",
             f"## Default `dvc repro` in a clean clone (commit {pl['commit']})",
             "",
-            "| stage | wall s |",
-            "|---|---:|",
+            *markdown.table(
+                ["stage", "wall s"],
+                [["(DVC start-up, before the first stage)", f"{pl['before_first_stage_s']:.1f}"]]
+                + [[name, f"{sec:.1f}"] for name, sec in pl["stages_s"].items()]
+                + [["**total**", f"**{pl['total_s']:.1f}**"]],
+                align="lr",
+            ),
         ]
-        lines += [f"| (DVC start-up, before the first stage) | {pl['before_first_stage_s']:.1f} |"]
-        lines += [f"| {name} | {sec:.1f} |" for name, sec in pl["stages_s"].items()]
-        lines += [f"| **total** | **{pl['total_s']:.1f}** |"]
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,7 @@ import math
 
 import pandas as pd
 
+from unitgrad import markdown
 from unitgrad.report import style
 from unitgrad.report.references import (
     DIRECTIONAL,
@@ -153,10 +154,6 @@ def check_claims(summary: pd.DataFrame, paired: pd.DataFrame, published: list[Pu
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
 def claims_markdown(claims: pd.DataFrame, scale: str, min_seeds: int, tolerance_pp: float) -> str:
     counts = claims["verdict"].value_counts()
     lines = [
@@ -169,11 +166,8 @@ def claims_markdown(claims: pd.DataFrame, scale: str, min_seeds: int, tolerance_
         "",
         "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in (SUPPORTED, NOT_SUPPORTED, NOT_COMPARABLE)) + ".",
         "",
-        "| # | " + " | ".join(COLUMNS) + " |",
-        "|---|" + "---|" * len(COLUMNS),
+        *markdown.table(["#", *COLUMNS], ([i, *row] for i, row in enumerate(claims.itertuples(index=False), 1))),
     ]
-    for i, row in enumerate(claims.itertuples(index=False), start=1):
-        lines.append(f"| {i} | " + " | ".join(_md_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 
