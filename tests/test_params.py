@@ -5,6 +5,7 @@ and `unitgrad train`)."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ import yaml
 from fixtures.params import project_params
 from fixtures.tiny_cifar import tiny_cifar
 
-from unitgrad import cli, optim
+from unitgrad import cli, optim, params_docs
 from unitgrad.config import load_params, read_yaml, view
 from unitgrad.errors import UnitgradError
 from unitgrad.schema import METHODS
@@ -146,3 +147,12 @@ def test_a_learning_rate_written_1e_3_trains(tiny, capsys):
     assert cli.main(["params", "check", str(path)]) == 0
     assert cli.main(argv) == 0
     assert json.loads((out / "run.json").read_text())["config"]["optimizer_kwargs"]["lr"] == 0.001
+
+
+def test_readme_configuration_is_the_schema_reference(capsys):
+    readme = (ROOT / "README.md").read_text()
+    assert params_docs.reference() in readme  # regenerate: unitgrad params docs
+    assert cli.main(["params", "docs"]) == 0 and capsys.readouterr().out == params_docs.reference() + "\n"
+    documented = set(re.findall(r"^\| `([^`]+)` \|", params_docs.reference(), flags=re.MULTILINE))
+    assert {"train.lr", "data.sources", "optim.sam.rho", "optim.<name>.epochs_factor", "toy.pugd_rho"} <= documented
+    assert not any("root" in key for key in documented)

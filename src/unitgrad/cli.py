@@ -12,7 +12,7 @@ import sys
 from unitgrad.errors import UnitgradError
 
 COMMANDS = {
-    "params": ("unitgrad.params_check:main", "params check [FILE]: validate a params file, show what it runs"),
+    "params": ("unitgrad.params_check:main", "check [FILE]: validate params, show what runs; docs: every key"),
     "prepare": ("unitgrad.data.cli:prepare_main", "build the uint8 CIFAR cache from a source"),
     "corrupt": ("unitgrad.data.cli:corrupt_main", "build the CIFAR-C corruption set"),
     "train": ("unitgrad.train.cli:main", "train one run (dataset, model, optimizer, seed, noise)"),

@@ -1,4 +1,5 @@
 """`unitgrad params check [FILE]`: validate a params file and print what `dvc repro` will run with it.
+`unitgrad params docs`: the reference of every key (README's Configuration section).
 
 Exit 0 when valid; 2 with the one-line error naming the file and the key otherwise. Run it before
 launching hundreds of GPU-hours: it shows the runs per stage, their epochs and the device they get.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from unitgrad import params_docs
 from unitgrad.config import load_params
 from unitgrad.device import resolve_device
 from unitgrad.errors import UnitgradError
@@ -72,6 +74,7 @@ def main(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate FILE and print the runs it selects")
     check.add_argument("file", nargs="?", default="params.yaml", help="the params file (default: %(default)s)")
+    commands.add_parser("docs", help="print README's Configuration reference (every key, from the schema)")
     args = parser.parse_args(argv)
-    print(describe(load_params(args.file), args.file))
+    print(describe(load_params(args.file), args.file) if args.command == "check" else params_docs.reference())
     return 0
