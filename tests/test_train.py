@@ -43,6 +43,12 @@ def params(monkeypatch):
     return p
 
 
+def train_argv(tmp_path, params_file, optimizer="sgd", *options):
+    """`unitgrad train` of seed 0 (unless `options` say otherwise) into tmp_path/runs, with `params_file`."""
+    run = ["--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", optimizer, "--seed", "0", *options]
+    return ["train", *run, "--out", str(tmp_path / "runs"), "--params", str(params_file)]
+
+
 def config(params, optimizer="sgd", **run):
     return train.RunConfig.from_params(parse_params(params), optimizer=optimizer, **{**RUN, **run})
 
@@ -210,8 +216,7 @@ def test_huge_learning_rate_fails_cleanly_through_the_cli(params, tmp_path, caps
     params["train"].update(lr=1e30, warmup_epochs=0)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0",
-            "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip
+    argv = train_argv(tmp_path, params_file)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "became" in err and "lower train.lr" in err and "\n" not in err
@@ -223,15 +228,12 @@ def test_cli_writes_the_run_directory_with_provenance(params, tmp_path, capsys, 
     monkeypatch.chdir(tmp_path)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "ugd", "--seed", "3",
-            "--noise", "20", "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip
+    argv = train_argv(tmp_path, params_file, "ugd", "--seed", "3", "--noise", "20")
     assert cli.main(argv) == 0
     out = tmp_path / "runs" / "cifar10" / "cifar_resnet8" / "ugd" / "noise20" / "seed3" / "train"
     with pytest.raises(SystemExit, match="2"):  # a rate where a percent belongs is refused, not read as 0.2 %
         cli.main([arg if arg != "20" else "0.2" for arg in argv])
-    assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.pt", "dvclive", "labels.npz", "model.pt", "run.json"
-    ]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "dvclive", "labels.npz", "model.pt", "run.json"]
     run = json.loads((out / "run.json").read_text())
     assert {"git_commit", "git_dirty", "packages", "device", "python", "wall_time_s", "started", "finished"} <= set(run)
     assert set(run["packages"]) >= {"torch", "timm", "numpy", "unitgrad", "dvc"} and run["packages"]["torch"]
@@ -274,8 +276,7 @@ def test_bad_params_fail_with_one_line_and_exit_2(params, tmp_path, capsys, edit
     params = copy.deepcopy(params)
     edit(params)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", *optimizer.split(), "--seed",
-            "0", "--out", str(tmp_path / "runs"), "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    argv = train_argv(tmp_path, tmp_path / "params.yaml", *optimizer.split())
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
@@ -304,8 +305,7 @@ def test_a_diverging_run_fails_at_one_step_per_epoch_and_writes_no_model(params,
     params["train"].update(lr=1e6, warmup_epochs=0, batch_size=60, epochs=2)  # 60 images: one step per epoch
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0",
-            "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip - the command line as typed
+    argv = train_argv(tmp_path, params_file)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     became = r"error: (test loss|weights|loss) became \S+ .*epoch 1/2.*: lower train.lr \(now 1000000.0\).*\n"
@@ -318,8 +318,7 @@ def test_a_diverging_run_fails_at_one_step_per_epoch_and_writes_no_model(params,
 def test_unwritable_outputs_fail_with_the_path_before_anything_is_deleted(params, tmp_path, capsys, blocker):
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0",
-            "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip - the command line as typed
+    argv = train_argv(tmp_path, params_file)
     out = tmp_path / "runs" / RunId("cifar10", "cifar_resnet8", "sgd", 0, 0).relative() / "train"
     out.mkdir(parents=True)
     (out / "labels.npz").write_bytes(b"earlier output")

@@ -35,15 +35,15 @@ def tiny_params(path):
 
 def _worker(rank, port, tmp, optimizer):
     """One process as torchrun starts it: its rank in the environment, then the `unitgrad train` CLI."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), **rendezvous)
     torch.set_num_threads(1)
     train_data.load_cifar = tiny_cifar
     created = []
     make = fit.create_model
     fit.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]
-    argv = ["--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", optimizer, "--seed", "0",
-            "--out", f"{tmp}/runs", "--params", f"{tmp}/params.yaml"]  # fmt: skip
+    run = ["--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", optimizer, "--seed", "0"]
+    argv = [*run, "--out", f"{tmp}/runs", "--params", f"{tmp}/params.yaml"]
     assert train.main(argv) == 0
     assert not dist.is_initialized()  # the CLI left the process group it joined
     state = {k: v.detach().clone() for k, v in created[0].state_dict().items()}
