@@ -288,7 +288,11 @@ def test_learning_curves_monitor_a_balanced_test_subset(params, tmp_path):
     data = train_data.load_data(config(params))
     assert np.bincount(data.test_y).tolist() == [2] * 10
     params["train"]["monitor_per_class"] = 5  # the tiny test set has 4 per class
-    with pytest.raises(UnitgradError, match=r"train\.monitor_per_class is 5"):
+    monitor = r"^train\.monitor_per_class is 5, more than the test set has per class \(4\)"
+    with pytest.raises(UnitgradError, match=monitor):
+        train_data.load_data(config(params))
+    params["data"]["loader"]["train_per_class"] = 9  # and the training set 8
+    with pytest.raises(UnitgradError, match=r"^data\.loader\.train_per_class is 9, more than the training set has"):
         train_data.load_data(config(params))
 
 
