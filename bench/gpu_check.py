@@ -76,7 +76,7 @@ CPU_DRY_RUN = dataclasses.replace(
     GPU, models=("cifar_resnet8",), batches=(8, 16), warmup=1, steps=2, repeats=2, work_repeats=2,
     epoch_model="cifar_resnet8", epoch_images=64, epoch_batch=16, fp16_steps=3,
     estimate_models=("cifar_resnet20",), estimate_batch=8,
-)  # fmt: skip
+)  # fmt: skip - the dry run's sizes in rows that follow GPU's fields
 
 
 def parse_args(argv):
@@ -376,12 +376,13 @@ def two_pass_ratios(rows: list[dict]) -> list[dict]:
 
 
 def sizes_model(result: dict) -> str:
-    return f"{result['sizes']['epoch_model']}, batch {result['sizes']['epoch_batch']}, {result['sizes']['fp16_steps']} steps"
+    sizes = result["sizes"]
+    return f"{sizes['epoch_model']}, batch {sizes['epoch_batch']}, {sizes['fp16_steps']} steps"
 
 
 def verdicts(result: dict) -> list[str]:
     """One line per target with the measured values and whether each meets it."""
-    mark = lambda ok: "met" if ok else "NOT met"  # noqa: E731
+    mark = lambda ok: "met" if ok else "NOT met"
     target_rows = [r for r in result["rows"] if r["model"] == TARGET_MODEL and "optimizer_work_s" in r]
     ratios = [r for r in result["two_pass_over_sgd"] if r["model"] == TARGET_MODEL]
     work_rows = [r for r in result["rows"] if "optimizer_work_s" in r]
@@ -545,7 +546,7 @@ def main(argv=None) -> int:
     }
     try:  # the update on this device must be the reference's, or its timings mean nothing
         result["loop_reference_check"] = check_loop_reference(device)
-    except Exception as exc:  # noqa: BLE001  (the error goes in the report)
+    except Exception as exc:
         result["errors"].append(f"loop reference check: {type(exc).__name__}: {exc}")
         traceback.print_exc()
     plan = [(m, b) for m in sizes.models for b in sizes.batches]
@@ -563,7 +564,7 @@ def main(argv=None) -> int:
                 result["fp16"] = fp16_check(sizes, device)
             else:
                 result["rows"] += measure_group(*item, sizes, device)
-        except Exception as exc:  # noqa: BLE001  (keep measuring the others; the error goes in the report)
+        except Exception as exc:
             result["errors"].append(f"{label}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
             traceback.print_exc()
         if device.type == "cuda":

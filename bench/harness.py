@@ -17,6 +17,8 @@ from collections.abc import Callable
 import torch
 from loop_reference import LEAN_LOOP_OPTIMIZERS, LOOP_OPTIMIZERS
 
+from unitgrad.optim import create_optimizer
+
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 TWO_PASS_METHODS = ("sam", "asam", "pugd")
 # The training recipe of the paper scale (params.paper.yaml); timing does not depend on the values.
@@ -51,8 +53,6 @@ def synchronize(device: torch.device) -> None:
 def make_optimizer(impl: str, method: str, params: list[torch.Tensor]):
     """`impl` "unitgrad": unitgrad.optim as training builds it (method "sgd" too); "loop" or "lean_loop": a baseline."""
     if impl == "unitgrad":
-        from unitgrad.optim import create_optimizer
-
         return create_optimizer(method, params, base="sgd", **METHOD_KWARGS.get(method, {}), **BASE_KWARGS)
     if impl in BASELINES:
         # foreach=False: torch's own per-parameter loop, also on CUDA where foreach is the default

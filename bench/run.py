@@ -43,9 +43,16 @@ from harness import (
     run_two_pass_step,
     synchronize,
 )
+from PIL import Image
+from torchvision import transforms
 
+from unitgrad import markdown
+from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json, write_text
+from unitgrad.models import create_model
+from unitgrad.optim import bn_update_disabled
+from unitgrad.provenance import cpu_model
 
 IMPLEMENTATIONS = ("unitgrad", "loop", "lean_loop")
 OPTIMIZER_TARGET = 2.0  # issue 6: optimizer work >= 2x faster than the loop (ResNet-18, PUGD), CPU
@@ -97,7 +104,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def machine_info(device: torch.device) -> dict:
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -112,13 +119,6 @@ def machine_info(device: torch.device) -> dict:
     return info
 
 
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return names[0] if names else platform.processor() or "unknown"
-
-
 def _git(*args: str, repo: Path = REPO) -> str | None:
     result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -127,8 +127,6 @@ def _git(*args: str, repo: Path = REPO) -> str | None:
 
 
 def parameter_shapes(model_name: str) -> list[torch.Size]:
-    from unitgrad.models import create_model
-
     return [p.shape for p in create_model(model_name, num_classes=10).parameters()]
 
 
@@ -156,6 +154,21 @@ def optimizer_work_times(
     return {"allocator": allocator, "times": times}
 
 
+def work_summary(times: dict[str, list[tuple[float, float]]]) -> dict:
+    """Each implementation's best step (the minimum over repeats of first + second) and the ratios of those."""
+    best = {impl: min(map(sum, t)) for impl, t in times.items()}
+    return {
+        "speedup": best["loop"] / best["unitgrad"],
+        "speedup_vs_lean_loop": best["lean_loop"] / best["unitgrad"],
+        "unitgrad_s": best["unitgrad"],
+        "loop_s": best["loop"],
+        "lean_loop_s": best["lean_loop"],
+        # where the time goes: the best first_step and second_step (perturb | restore + step)
+        "first_second_s": {impl: [min(f for f, _ in t), min(s for _, s in t)] for impl, t in times.items()},
+        "raw_first_second_s": times,
+    }
+
+
 def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
     """Seconds of optimizer work per step, unitgrad vs both loop baselines, each model and method in a fresh process."""
     spawn = multiprocessing.get_context("spawn")
@@ -167,18 +180,8 @@ def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
             with spawn.Pool(1) as pool:
                 args = (shapes, method, cfg.optimizer_repeats, str(device), cfg.clock, torch.get_num_threads())
                 measured = pool.apply(optimizer_work_times, args)
-            times, allocator = measured["times"], measured["allocator"]
-            best = {impl: min(map(sum, t)) for impl, t in times.items()}
-            by_model[model_name][method] = {
-                "speedup": best["loop"] / best["unitgrad"],
-                "speedup_vs_lean_loop": best["lean_loop"] / best["unitgrad"],
-                "unitgrad_s": best["unitgrad"],
-                "loop_s": best["loop"],
-                "lean_loop_s": best["lean_loop"],
-                # where the time goes: the best first_step and second_step (perturb | restore + step)
-                "first_second_s": {impl: [min(f for f, _ in t), min(s for _, s in t)] for impl, t in times.items()},
-                "raw_first_second_s": times,
-            }
+            allocator = measured["allocator"]
+            by_model[model_name][method] = work_summary(measured["times"])
         # the base step by implementation: the loop reference's (torch's default loop on CPU) vs fused (unitgrad's)
         steps = cfg.optimizer_repeats + 1
         base = {
@@ -232,9 +235,6 @@ def bench_msharpness(cfg: Config, device: torch.device) -> dict:
 
 def bench_step_ratio(cfg: Config, device: torch.device) -> dict:
     """Full training step (forward, backward, optimizer) of each two-pass method over SGD's."""
-    from unitgrad.models import create_model
-    from unitgrad.optim import bn_update_disabled
-
     torch.manual_seed(0)
     base_model = create_model(cfg.step_model, num_classes=10).to(device)
     x = torch.randn(cfg.step_batch, 3, 32, 32, device=device)
@@ -281,17 +281,11 @@ class _PILDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
-        from PIL import Image
-
         return self.transform(Image.fromarray(self.images[i])), int(self.labels[i])
 
 
 def bench_loader(cfg: Config, device: torch.device) -> dict:
     """Training-mode images/s (crop 4 + flip + normalise) on synthetic uint8 CIFAR-shaped data."""
-    from torchvision import transforms
-
-    from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
-
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (cfg.loader_images, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 10, cfg.loader_images).astype(np.int64)
@@ -424,24 +418,42 @@ def render_markdown(summary: dict) -> str:
             "allocations page faults; its time still moves between runs more than unitgrad's."
         ),
         "",
-        (
-            "| model | params | method | unitgrad ms | first / second | loop ms | first / second | × loop "
-            "| lean loop ms | × lean loop |"
-        ),
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     opt = summary["optimizer_speedup_vs_loop"]
-    for model_name, rows in opt["by_model"].items():
+    rows = []
+    for model_name, by_method in opt["by_model"].items():
         for method in TWO_PASS_METHODS:
-            r = rows[method]
+            r = by_method[method]
             split = {
                 impl: " / ".join(f"{t * 1e3:.1f}" for t in r["first_second_s"][impl]) for impl in ("unitgrad", "loop")
             }
-            lines.append(
-                f"| {model_name} | {rows['parameters'] / 1e6:.1f} M | {method} | {r['unitgrad_s'] * 1e3:.1f} | "
-                f"{split['unitgrad']} | {r['loop_s'] * 1e3:.1f} | {split['loop']} | {r['speedup']:.2f}× | "
-                f"{r['lean_loop_s'] * 1e3:.1f} | {r['speedup_vs_lean_loop']:.2f}× |"
+            rows.append(
+                [
+                    model_name,
+                    f"{by_method['parameters'] / 1e6:.1f} M",
+                    method,
+                    f"{r['unitgrad_s'] * 1e3:.1f}",
+                    split["unitgrad"],
+                    f"{r['loop_s'] * 1e3:.1f}",
+                    split["loop"],
+                    f"{r['speedup']:.2f}×",
+                    f"{r['lean_loop_s'] * 1e3:.1f}",
+                    f"{r['speedup_vs_lean_loop']:.2f}×",
+                ]
             )
+    header = [
+        "model",
+        "params",
+        "method",
+        "unitgrad ms",
+        "first / second",
+        "loop ms",
+        "first / second",
+        "× loop",
+        "lean loop ms",
+        "× lean loop",
+    ]
+    lines += markdown.table(header, rows, align="lrlrrrrrrr")
     lines += [
         "",
         (
@@ -452,7 +464,8 @@ def render_markdown(summary: dict) -> str:
         "torch.optim.SGD base step alone, by implementation (the loop reference ends with torch's default, a "
         "per-parameter loop on CPU; unitgrad's create_optimizer picks the fused kernel): "
         + "; ".join(
-            f"{name}: loop {b['loop'] * 1e3:.1f} ms, foreach {b['foreach'] * 1e3:.1f} ms, fused {b['fused'] * 1e3:.1f} ms"
+            f"{name}: loop {b['loop'] * 1e3:.1f} ms, foreach {b['foreach'] * 1e3:.1f} ms, "
+            f"fused {b['fused'] * 1e3:.1f} ms"
             for name, rows in opt["by_model"].items()
             for b in [rows["sgd_base_step_s"]]
         ),
@@ -473,11 +486,13 @@ def render_markdown(summary: dict) -> str:
         "",
         "Forward + backward + optimizer; the second pass leaves BatchNorm statistics untouched as training does.",
         "",
-        "| method | step ms | / SGD |",
-        "|---|---:|---:|",
-        f"| sgd | {step['sgd_s'] * 1e3:.1f} | 1.00 |",
+        *markdown.table(
+            ["method", "step ms", "/ SGD"],
+            [["sgd", f"{step['sgd_s'] * 1e3:.1f}", "1.00"]]
+            + [[m_, f"{step[m_]['step_s'] * 1e3:.1f}", f"{step[m_]['ratio']:.2f}"] for m_ in TWO_PASS_METHODS],
+            align="lrr",
+        ),
     ]
-    lines += [f"| {m_} | {step[m_]['step_s'] * 1e3:.1f} | {step[m_]['ratio']:.2f} |" for m_ in TWO_PASS_METHODS]
 
     ms = summary["msharpness"]
     lines += [
@@ -510,10 +525,14 @@ def render_markdown(summary: dict) -> str:
             "conservative match; under load from other processes the workers also take a larger share of the cores."
         ),
         "",
-        "| loader | images/s |",
-        "|---|---:|",
-        f"| unitgrad.data.DeviceLoader | {ld['device_loader_images_per_s']:,.0f} |",
-        f"| torchvision DataLoader | {ld['torch_dataloader_images_per_s']:,.0f} |",
+        *markdown.table(
+            ["loader", "images/s"],
+            [
+                ["unitgrad.data.DeviceLoader", f"{ld['device_loader_images_per_s']:,.0f}"],
+                ["torchvision DataLoader", f"{ld['torch_dataloader_images_per_s']:,.0f}"],
+            ],
+            align="lr",
+        ),
         "",
         f"Speedup **{ld['speedup']:.1f}×** (target ≥ {ld['target']:g}×: {_verdict(ld['meets_target'])}).",
     ]
@@ -523,12 +542,14 @@ def render_markdown(summary: dict) -> str:
             "",
             f"## Default `dvc repro` in a clean clone (commit {pl['commit']})",
             "",
-            "| stage | wall s |",
-            "|---|---:|",
+            *markdown.table(
+                ["stage", "wall s"],
+                [["(DVC start-up, before the first stage)", f"{pl['before_first_stage_s']:.1f}"]]
+                + [[name, f"{sec:.1f}"] for name, sec in pl["stages_s"].items()]
+                + [["**total**", f"**{pl['total_s']:.1f}**"]],
+                align="lr",
+            ),
         ]
-        lines += [f"| (DVC start-up, before the first stage) | {pl['before_first_stage_s']:.1f} |"]
-        lines += [f"| {name} | {sec:.1f} |" for name, sec in pl["stages_s"].items()]
-        lines += [f"| **total** | **{pl['total_s']:.1f}** |"]
     return "\n".join(lines) + "\n"
 
 

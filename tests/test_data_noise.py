@@ -77,7 +77,7 @@ def test_cifar100_asymmetric_moves_each_class_to_the_next_in_its_superclass():
 
 def test_cifar100_class_tables_are_the_official_ones():
     assert len(CIFAR100_SUPERCLASSES) == 20 and len(set(CIFAR100_CLASSES)) == 100
-    assert CIFAR100_CLASSES == tuple(sorted(CIFAR100_CLASSES))
+    assert tuple(sorted(CIFAR100_CLASSES)) == CIFAR100_CLASSES
     assert CIFAR100_CLASSES[:4] == ("apple", "aquarium_fish", "baby", "bear") and CIFAR100_CLASSES[-1] == "worm"
 
 

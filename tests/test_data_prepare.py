@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures.params import write_params
 from PIL import Image
 
 from unitgrad.data import (
@@ -366,7 +367,7 @@ def test_image_folder_reads_jpeg(tmp_path):
 
 def test_image_folder_with_wrong_classes_names_the_difference(tmp_path):
     _image_tree(tmp_path / "tree", per_class=(1, 1), classes=CIFAR10_CLASSES[:9] + ("lorry",))
-    with pytest.raises(UnitgradError, match="truck.*lorry"):
+    with pytest.raises(UnitgradError, match=r"truck.*lorry"):
         prepare("cifar10", tmp_path / "tree", tmp_path / "data")
 
 
@@ -462,19 +463,17 @@ def test_official_corruptions_download_verify_and_extract(server, tmp_path, monk
 
 def test_cli_reads_sources_and_corruption_settings_from_params(tmp_path, monkeypatch, capsys):
     _image_tree(tmp_path / "tree", per_class=(1, 1))
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "data:\n  root: data\n  sources: {cifar10: [missing.tar.gz, tree]}\n"
-        "  corruptions: {source: generate, n_images: 10, seed: 0}\n"
-    )
+    corruptions = {"source": "generate", "n_images": 10, "seed": 0}
+    sources = {"cifar10": ["missing.tar.gz", "tree"]}
+    params = write_params(tmp_path / "params.yaml", data={"sources": sources, "corruptions": corruptions})
     monkeypatch.chdir(tmp_path)  # relative paths resolve from the current directory
     assert cli.prepare_main(["cifar10", "--params", str(params)]) == 0
     assert "from tree (md5 None)" in capsys.readouterr().out
     assert cli.corrupt_main(["cifar10", "--params", str(params)]) == 0
     assert (tmp_path / "data" / "cifar10" / "train_x.npy").is_file()
     assert load_corruptions("cifar10", tmp_path / "data", "frost")[0].shape == (50, 32, 32, 3)
-    params.write_text("data:\n  root: data\n  sources: {}\n")
-    with pytest.raises(UnitgradError, match=r"data\.sources\.cifar10"):
+    write_params(params, data={"sources": {}})
+    with pytest.raises(UnitgradError, match=r"params.yaml: data\.sources: no source for 'cifar10'"):
         cli.prepare_main(["cifar10", "--params", str(params)])
     with pytest.raises(SystemExit):
         cli.prepare_main(["mnist", "--params", str(params)])

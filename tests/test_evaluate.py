@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from fixtures.params import write_params
 from timm.models import register_model
 from torch import nn
 
@@ -140,12 +141,13 @@ def test_missing_corruption_set_names_the_fix(tmp_path, data_root):
     assert not (run / "eval.json").exists()
 
 
-def test_cli_reads_params_and_skips_corruptions_on_request(tmp_path, data_root, capsys):
+def test_cli_reads_params_and_skips_corruptions_on_request(tmp_path, data_root, capsys, monkeypatch):
     run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        f"data: {{root: {data_root}}}\ntrain: {{device: cpu}}\n"
-        "evaluate: {batch_size: 6, ece_bins: 10, corruptions: true}\n"
+    monkeypatch.chdir(data_root.parent)  # the CLI reads data/ in the current directory, as dvc.yaml says
+    params = write_params(
+        tmp_path / "params.yaml",
+        train={"device": "cpu"},
+        evaluate={"batch_size": 6, "ece_bins": 10, "corruptions": True},
     )
     assert main([str(run), "--params", str(params), "--no-corruptions"]) == 0
     saved = json.loads((run / "eval.json").read_text())

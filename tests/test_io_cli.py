@@ -18,10 +18,9 @@ from unitgrad.io import atomic_dir, atomic_path, write_json
 
 def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
     target = tmp_path / "out.txt"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -37,10 +36,9 @@ def test_atomic_dir_keeps_the_old_directory_when_the_block_fails(tmp_path):
     target = tmp_path / "cache"
     with atomic_dir(target) as tmp:
         (tmp / "x").write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target) as tmp:
-            (tmp / "x").write_text("new")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        (tmp / "x").write_text("new")
+        raise RuntimeError("killed")
     assert (target / "x").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["cache"]
 

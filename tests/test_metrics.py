@@ -10,8 +10,9 @@ from unitgrad.metrics import accuracy, expected_calibration_error, nll, per_clas
 LOGITS = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 0.0, 0.5], [0.0, 0.0, 5.0]])
 LABELS = torch.tensor([0, 1, 2, 2])  # predictions 0, 1, 0, 2: the third row is wrong
 
-# Two-class probabilities with confidences 0.95 (right), 0.85 (wrong), 0.65 (right), 0.55 (wrong).
-PROBS = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65], [0.55, 0.45]])
+# Two-class probabilities with confidences 0.95 (right), 0.85 (wrong), 0.65 (right), 0.55 (wrong), as
+# logits: log-probabilities, whose softmax is the probabilities again.
+PROBS = torch.tensor([[0.95, 0.05], [0.85, 0.15], [0.35, 0.65], [0.55, 0.45]]).log()
 PROB_LABELS = torch.tensor([0, 1, 1, 1])
 
 
@@ -37,19 +38,22 @@ def test_ece_shared_bin_uses_bin_averages():
     assert expected_calibration_error(PROBS, PROB_LABELS, n_bins=2) == pytest.approx(0.25, abs=1e-6)
 
 
-def test_ece_of_logits_is_ece_of_their_softmax():
-    assert expected_calibration_error(LOGITS, LABELS, n_bins=15) == pytest.approx(
-        expected_calibration_error(LOGITS.softmax(1), LABELS, n_bins=15), abs=1e-6
-    )
+def test_ece_of_logits_is_ece_of_their_softmax_and_ignores_a_shift():
+    confidence = [max(math.exp(v) for v in row) / sum(math.exp(v) for v in row) for row in LOGITS.tolist()]
+    # 15 bins: rows 0-2 alone in their bins; row 3 (confidence 0.987, right) in the last bin.
+    assert sorted(int(c * 15) for c in confidence) == [7, 9, 12, 14]
+    expected = sum(abs(float(ok) - c) for ok, c in zip([1, 1, 0, 1], confidence)) / 4
+    assert expected_calibration_error(LOGITS, LABELS, n_bins=15) == pytest.approx(expected, abs=1e-12)
+    assert expected_calibration_error(LOGITS + 3.0, LABELS, n_bins=15) == pytest.approx(expected, abs=1e-12)
 
 
 def test_ece_full_confidence_lands_in_the_last_bin():
-    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    probs = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).log()
     assert expected_calibration_error(probs, torch.tensor([0, 0]), n_bins=15) == pytest.approx(0.5)
 
 
 def test_ece_is_zero_when_perfectly_calibrated():
-    probs = torch.tensor([[0.75, 0.25]] * 4)
+    probs = torch.tensor([[0.75, 0.25]] * 4, dtype=torch.float64).log()
     assert expected_calibration_error(probs, torch.tensor([0, 0, 0, 1]), n_bins=15) == pytest.approx(0.0, abs=1e-12)
 
 

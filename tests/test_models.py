@@ -141,7 +141,7 @@ def test_unknown_model_names_the_fix():
 
 
 def test_unsupported_stem_adaptation_names_the_fix():
-    with pytest.raises(UnitgradError, match="set model.cifar_stem: false"):
+    with pytest.raises(UnitgradError, match=r"set model\.cifar_stem: false"):
         create_model("ghostnet_050", 10)
 
 

@@ -1,14 +1,36 @@
-"""params.yaml (smoke) and params.paper.yaml (paper) are two values of one schema."""
+"""params.yaml's schema: both scales validate, YAML floats are numbers, and every bad value is one line
+naming the file and the key, exit 2, before anything is deleted or written (through `unitgrad params check`
+and `unitgrad train`)."""
 
+from __future__ import annotations
+
+import json
+import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
+from fixtures.params import project_params
+from fixtures.tiny_cifar import tiny_cifar
 
-from unitgrad.config import get, load_params
+from unitgrad import cli, optim, params_docs
+from unitgrad.config import load_params, read_yaml, view
 from unitgrad.errors import UnitgradError
+from unitgrad.schema import METHODS
+from unitgrad.train import data as train_data
 
 ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0"]
+OUTPUTS = ("model.pt", "labels.npz", "run.json", "checkpoint.pt")
+BAD = [  # (edit of the YAML text's last match: train comes last, the error after "error: <file>: ")
+    (("lr: 0.1", "lr: fast"), "train.lr: input should be a valid number, got 'fast'"),
+    (("momentum: 0.9", "momentum: lots"), "train.momentum: input should be a valid number, got 'lots'"),
+    (("lr: 0.1", "lr: -0.1"), "train.lr: input should be greater than 0, got -0.1"),
+    (("epochs: 1", "epochs: 1\n  epoch: 1"), "train.epoch: unknown key: did you mean train.epochs?"),
+    (("bn_update: first_pass", "bn_update: second"), "train.bn_update: input should be 'first_pass' or 'both_passes'"),
+    (("  sam:\n", "  sma:\n"), "optim.sma: unknown method 'sma': did you mean 'sam'?"),
+]
 
 
 def _keys(node, prefix=""):
@@ -17,28 +39,47 @@ def _keys(node, prefix=""):
     return set().union(*(_keys(v, f"{prefix}{k}.") for k, v in node.items())) if node else {prefix}
 
 
-def test_paper_params_have_the_same_keys_as_smoke_params():
-    smoke = load_params(ROOT / "params.yaml")
-    paper = load_params(ROOT / "params.paper.yaml")
+def test_paper_params_have_the_same_keys_as_smoke_params_and_both_validate():
+    smoke, paper = read_yaml(ROOT / "params.yaml"), read_yaml(ROOT / "params.paper.yaml")
     assert _keys(smoke) == _keys(paper)
-    assert (smoke["scale"], paper["scale"]) == ("smoke", "paper")
+    assert (load_params(ROOT / "params.yaml").scale, load_params(ROOT / "params.paper.yaml").scale) == (
+        "smoke",
+        "paper",
+    )
 
 
-def test_every_optimizer_in_the_grid_has_a_config_section():
-    for name in ("params.yaml", "params.paper.yaml"):
-        params = load_params(ROOT / name)
-        for opt in params["grid"]["optimizers"] + params["noise"]["optimizers"]:
-            assert opt in params["optim"], f"{name}: optim.{opt} missing"
+def test_schema_methods_are_the_optimizers_with_their_hyperparameters():
+    assert set(METHODS) == set(optim.OPTIMIZERS)
+    assert {name: model.hyperparameters for name, model in METHODS.items()} == {
+        name: own for name, (_, own) in optim.OPTIMIZERS.items()
+    }
 
 
-def test_get_names_the_missing_key(tmp_path):
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"train": {"lr": 0.1}}))
-    params = load_params(path)
-    assert get(params, "train.lr") == 0.1
-    assert get(params, "train.epochs", 3) == 3
-    with pytest.raises(UnitgradError, match="'train.epochs'"):
-        get(params, "train.epochs")
+def test_yaml_floats_without_a_dot_are_numbers(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("a: 1e-3\nb: 5E4\nc: -2.5e-3\nd: '1e-3'\ne: 3\nf: 1.0\n")
+    assert read_yaml(path) == {"a": 0.001, "b": 50000.0, "c": -0.0025, "d": "1e-3", "e": 3, "f": 1.0}
+    assert [type(v) for v in read_yaml(path).values()] == [float, float, float, str, int, float]
+
+
+def test_a_view_holds_only_the_declared_keys():
+    params = view(load_params(ROOT / "params.yaml"), ["train.lr", "optim.sam", "data.sources.cifar10"])
+    assert params.train.lr == 0.1 and params.optim["sam"].rho == {"cifar10": 0.05, "cifar100": 0.1}
+    assert params.data.sources == {"cifar10": "../shared/data/cifar10-jpeg.tar.gz"}
+    for read in (lambda: params.train.epochs, lambda: params.evaluate, lambda: params.optim.base):
+        with pytest.raises(AttributeError):
+            read()
+    with pytest.raises(KeyError):
+        params.optim["pugd"]
+
+
+def test_a_source_may_be_a_list_of_candidates(tmp_path):
+    path = tmp_path / "other.yaml"
+    path.write_text(yaml.safe_dump(project_params(data={"sources": {"cifar10": ["official", "a.tar.gz"]}})))
+    assert load_params(path).data.sources["cifar10"] == ["official", "a.tar.gz"]
+    path.write_text(yaml.safe_dump(project_params(data={"sources": {"cifar10": []}})))
+    with pytest.raises(UnitgradError, match=r"other.yaml: data.sources.cifar10: .*at least 1 item"):
+        load_params(path)
 
 
 @pytest.mark.parametrize("text", ["[1, 2", "- a\n- b\n"])
@@ -47,9 +88,71 @@ def test_bad_params_file_is_a_one_line_error(tmp_path, text):
     path.write_text(text)
     with pytest.raises(UnitgradError) as err:
         load_params(path)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
 
 
 def test_missing_params_file(tmp_path):
-    with pytest.raises(UnitgradError, match="not found"):
+    with pytest.raises(UnitgradError, match=r"nope\.yaml not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_params_check_prints_the_plan_of_each_scale(capsys):
+    assert cli.main(["params", "check"]) == 0  # params.yaml in the current directory (the project root)
+    out = capsys.readouterr().out
+    assert out.startswith("params.yaml: valid (smoke scale)")
+    assert " train             12  cifar_resnet8; epochs: sgd 5, sgd_2x 10, sam 5" in out
+    assert " train_noise        6  " in out and "device (train.device auto): " in out
+    assert cli.main(["params", "check", str(ROOT / "params.paper.yaml")]) == 0
+    assert " train            180  " in capsys.readouterr().out  # 2 datasets × 3 models × 6 optimizers × 5 seeds
+
+
+def _edit_last(text, old, new):
+    head, sep, tail = text.rpartition(old)
+    assert sep, old
+    return head + new + tail
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A tiny project: params (6 images/class, one epoch) as `other.yaml`, a finished run's outputs."""
+    monkeypatch.setattr(train_data, "load_cifar", tiny_cifar)
+    torch.set_num_threads(1)
+    params = project_params(data={"loader": {**project_params()["data"]["loader"], "train_per_class": 6}})
+    params["train"].update(epochs=1, batch_size=16, warmup_epochs=0, device="cpu", monitor_per_class=None)
+    text = yaml.safe_dump(params)
+    path = tmp_path / "other.yaml"
+    path.write_text(text)
+    argv = [*TRAIN, "--out", str(tmp_path / "runs"), "--params", str(path)]
+    assert cli.main(argv) == 0
+    out = tmp_path / "runs" / "cifar10" / "cifar_resnet8" / "sgd" / "noise0" / "seed0" / "train"
+    return path, text, argv, out
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD, ids=[m.split(":")[0] for _, m in BAD])
+def test_bad_params_are_one_line_naming_file_and_key_and_touch_no_output(tiny, capsys, edit, message):
+    path, text, argv, out = tiny
+    path.write_text(_edit_last(text, *edit))
+    before = {name: (out / name).read_bytes() for name in OUTPUTS}
+    capsys.readouterr()
+    for command in (["params", "check", str(path)], argv):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: {message}") and err.count("\n") == 1, err
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
+
+
+def test_a_learning_rate_written_1e_3_trains(tiny, capsys):
+    path, text, argv, out = tiny
+    path.write_text(_edit_last(text, "  lr: 0.1", "  lr: 1e-3"))
+    assert cli.main(["params", "check", str(path)]) == 0
+    assert cli.main(argv) == 0
+    assert json.loads((out / "run.json").read_text())["config"]["optimizer_kwargs"]["lr"] == 0.001
+
+
+def test_readme_configuration_is_the_schema_reference(capsys):
+    readme = (ROOT / "README.md").read_text()
+    assert params_docs.reference() in readme  # regenerate: unitgrad params docs
+    assert cli.main(["params", "docs"]) == 0 and capsys.readouterr().out == params_docs.reference() + "\n"
+    documented = set(re.findall(r"^\| `([^`]+)` \|", params_docs.reference(), flags=re.MULTILINE))
+    assert {"train.lr", "data.sources", "optim.sam.rho", "optim.<name>.epochs_factor", "toy.pugd_rho"} <= documented
+    assert not any("root" in key for key in documented)

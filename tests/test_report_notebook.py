@@ -8,14 +8,15 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
+from fixtures.params import project_params
 from fixtures.synthetic_runs import write_runs
 from nbclient import NotebookClient
 
 from unitgrad.report import cli as report_cli
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
-PARAMS = ("scale: smoke\nreport: {reference_optimizer: sam, baseline_optimizer: sgd, min_seeds_for_verdict: 3, "
-          "match_tolerance_pp: 0.5}\n")
+PARAMS = yaml.safe_dump(project_params())
 
 
 def test_notebook_is_stored_without_outputs():

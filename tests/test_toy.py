@@ -7,9 +7,12 @@ import csv
 import numpy as np
 import pytest
 import yaml
+from fixtures.params import project_params
+from fixtures.params import write_params as project_write_params
 
 from unitgrad import toy
 from unitgrad.errors import UnitgradError
+from unitgrad.schema import Toy
 
 TOY = {
     "start": [-1.5, 1.8],
@@ -26,9 +29,7 @@ TOY = {
 
 
 def write_params(tmp_path, **overrides):
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump({"toy": {**TOY, **overrides}}))
-    return path
+    return project_write_params(tmp_path / "params.yaml", toy={**TOY, **overrides})
 
 
 def test_toy_writes_csv_and_png_deterministically(tmp_path):
@@ -53,22 +54,8 @@ def test_toy_writes_csv_and_png_deterministically(tmp_path):
 
 def test_paths_differ_as_the_methods_do():
     """On the default surface plain gradient methods stop in the sharp well; PUGD and UGD reach the wide one."""
-    cfg = {
-        k: TOY[k]
-        for k in (
-            "lr",
-            "adagrad_lr",
-            "momentum",
-            "sam_rho",
-            "asam_rho",
-            "asam_eta",
-            "pugd_rho",
-        )
-    }
-    paths = {
-        name: toy.trajectory(name, tuple(TOY["start"]), TOY["steps"], cfg)
-        for name in TOY["optimizers"]
-    }
+    cfg = Toy(**TOY)
+    paths = {name: toy.trajectory(name, cfg) for name in TOY["optimizers"]}
     finals = {name: path[-1] for name, path in paths.items()}
     for name in ("sgd", "adagrad", "ngd"):
         assert np.linalg.norm(finals[name] - toy.SHARP_MIN) < 0.1, name
@@ -83,24 +70,26 @@ def test_paths_differ_as_the_methods_do():
 @pytest.mark.parametrize(
     ("override", "match"),
     [
-        ({"start": [1.0]}, "toy.start must be a list of two numbers"),
-        ({"steps": 0}, "toy.steps must be an integer >= 1"),
-        ({"optimizers": ["sgd", "lamb"]}, "unknown \\['lamb'\\]"),
-        ({"lr": 0}, "toy.lr must be > 0"),
-        ({"pugd_rho": -1}, "toy.pugd_rho must be a finite number >= 0"),
+        ({"start": [1.0]}, r"toy.start: list should have at least 2 items"),
+        ({"steps": 0}, r"toy.steps: input should be greater than or equal to 1, got 0"),
+        ({"optimizers": ["sgd", "lamb"]}, r"toy.optimizers.1: input should be 'sgd', 'adagrad', .*got 'lamb'"),
+        ({"lr": 0}, r"toy.lr: input should be greater than 0, got 0"),
+        ({"pugd_rho": -1}, r"toy.pugd_rho: input should be greater than 0, got -1"),
+        ({"momentum": "lots"}, r"toy.momentum: input should be a valid number, got 'lots'"),
     ],
 )
 def test_bad_params_are_one_line_errors_and_write_nothing(tmp_path, override, match):
     params = write_params(tmp_path, **override)
-    with pytest.raises(UnitgradError, match=match):
+    with pytest.raises(UnitgradError, match=match) as info:
         toy.main(["--params", str(params), "--out-dir", str(tmp_path / "out")])
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"{params}: ")
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_toy_key_names_it(tmp_path):
+    params = project_params(toy=TOY)
+    del params["toy"]["adagrad_lr"]
     path = tmp_path / "params.yaml"
-    path.write_text(
-        yaml.safe_dump({"toy": {k: v for k, v in TOY.items() if k != "adagrad_lr"}})
-    )
-    with pytest.raises(UnitgradError, match="toy.adagrad_lr"):
+    path.write_text(yaml.safe_dump(params))
+    with pytest.raises(UnitgradError, match=r"toy\.adagrad_lr: missing"):
         toy.main(["--params", str(path), "--out-dir", str(tmp_path / "out")])

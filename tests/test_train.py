@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 import math
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -17,9 +19,13 @@ import yaml
 from fixtures.tiny_cifar import tiny_cifar
 
 from unitgrad import cli, train
+from unitgrad.config import parse_params
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
 from unitgrad.provenance import git_state
+from unitgrad.runs import RunId
+from unitgrad.train import data as train_data
+from unitgrad.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = {"dataset": "cifar10", "model": "cifar_resnet8", "seed": 0, "noise": 0.0}
@@ -28,7 +34,7 @@ RUN = {"dataset": "cifar10", "model": "cifar_resnet8", "seed": 0, "noise": 0.0}
 @pytest.fixture
 def params(monkeypatch):
     """The project's params.yaml at a tiny scale: 6 images/class, 3 steps of 16 per epoch."""
-    monkeypatch.setattr(train, "load_cifar", tiny_cifar)
+    monkeypatch.setattr(train_data, "load_cifar", tiny_cifar)
     torch.set_num_threads(1)
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["data"]["loader"]["train_per_class"] = 6
@@ -37,8 +43,14 @@ def params(monkeypatch):
     return p
 
 
+def train_argv(tmp_path, params_file, optimizer="sgd", *options):
+    """`unitgrad train` of seed 0 (unless `options` say otherwise) into tmp_path/runs, with `params_file`."""
+    run = ["--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", optimizer, "--seed", "0", *options]
+    return ["train", *run, "--out", str(tmp_path / "runs"), "--params", str(params_file)]
+
+
 def config(params, optimizer="sgd", **run):
-    return train.RunConfig.from_params(params, optimizer=optimizer, **{**RUN, **run})
+    return train.RunConfig.from_params(parse_params(params), optimizer=optimizer, **{**RUN, **run})
 
 
 def load_model(path):
@@ -95,8 +107,8 @@ def test_sam_family_resolves_rho_per_dataset_and_sgd_2x_doubles_epochs(params):
 def test_config_hash_ignores_what_cannot_change_the_result(params):
     clean, noisy = config(params), config(params, noise=0.4)
     params["noise"]["kind"] = "asymmetric"
-    params["data"]["root"] = "/elsewhere"
     assert config(params).hash() == clean.hash() and config(params).noise_kind is None
+    assert dataclasses.replace(clean, data_root="/elsewhere").hash() == clean.hash()
     assert config(params, noise=0.4).hash() != noisy.hash()
 
 
@@ -111,9 +123,14 @@ def test_warmup_cosine_schedule_and_param_groups():
     assert len(train.param_groups(model, no_weight_decay_bn_bias=False)) == 1
 
 
-def test_run_dir_layout():
-    path = train.run_dir("results/runs", "cifar10", "cifar_resnet8", "pugd", 0.4, 1)
-    assert path == Path("results/runs/cifar10/cifar_resnet8/pugd/noise40/seed1")
+def test_run_id_layout_round_trips():
+    run = RunId("cifar10", "cifar_resnet8", "pugd", 40, 1)
+    assert run.to_path() == Path("results/runs/cifar10/cifar_resnet8/pugd/noise40/seed1")
+    assert RunId.from_path(run.to_path("elsewhere") / "") == run and run.noise_rate == 0.4
+    for bad in ("results/runs/cifar10/cifar_resnet8/pugd/noise0.4/seed1", "cifar10/pugd/noise40/seed1"):
+        assert not RunId.is_run_dir(bad)
+        with pytest.raises(UnitgradError, match="is not a run directory"):
+            RunId.from_path(bad)
 
 
 class Killed(Exception):
@@ -124,7 +141,7 @@ def killing_loader(after_batches):
     """A DeviceLoader whose training iteration dies after `after_batches` batches in total (a mid-epoch kill)."""
     served = [0]
 
-    class Loader(train.DeviceLoader):
+    class Loader(fit.DeviceLoader):
         def __iter__(self):
             for batch in super().__iter__():
                 if self.train and served[0] == after_batches:
@@ -141,7 +158,7 @@ def test_resume_after_a_mid_epoch_kill_is_bit_identical(params, tmp_path, monkey
     expected = train.train_run(cfg, tmp_path / "straight")
 
     with monkeypatch.context() as patch:
-        patch.setattr(train, "DeviceLoader", killing_loader(after_batches=4))  # epoch 2 of 3, second step
+        patch.setattr(fit, "DeviceLoader", killing_loader(after_batches=4))  # epoch 2 of 3, second step
         with pytest.raises(Killed):
             train.train_run(cfg, tmp_path / "resumed")
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
@@ -179,12 +196,12 @@ def test_resume_rebuilds_deleted_dvclive_files_and_other_configs_start_fresh(par
 def test_nan_loss_stops_with_one_line_error_and_keeps_last_good_checkpoint(params, tmp_path, monkeypatch):
     params["train"]["epochs"] = 2
 
-    class PoisonedLoader(train.DeviceLoader):
+    class PoisonedLoader(fit.DeviceLoader):
         def __iter__(self):
             for x, y in super().__iter__():
                 yield (x * torch.nan if self.train and self.epoch == 1 else x), y
 
-    monkeypatch.setattr(train, "DeviceLoader", PoisonedLoader)
+    monkeypatch.setattr(fit, "DeviceLoader", PoisonedLoader)
     out = tmp_path / "train"
     with pytest.raises(UnitgradError, match=r"^loss became nan at epoch 2/2 step 1/3: lower train.lr") as info:
         train.train_run(config(params, "sam"), out)
@@ -199,8 +216,7 @@ def test_huge_learning_rate_fails_cleanly_through_the_cli(params, tmp_path, caps
     params["train"].update(lr=1e30, warmup_epochs=0)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0",
-            "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip
+    argv = train_argv(tmp_path, params_file)
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "became" in err and "lower train.lr" in err and "\n" not in err
@@ -212,15 +228,12 @@ def test_cli_writes_the_run_directory_with_provenance(params, tmp_path, capsys, 
     monkeypatch.chdir(tmp_path)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "ugd", "--seed", "3",
-            "--noise", "20", "--out", str(tmp_path / "runs"), "--params", str(params_file)]  # fmt: skip
+    argv = train_argv(tmp_path, params_file, "ugd", "--seed", "3", "--noise", "20")
     assert cli.main(argv) == 0
     out = tmp_path / "runs" / "cifar10" / "cifar_resnet8" / "ugd" / "noise20" / "seed3" / "train"
     with pytest.raises(SystemExit, match="2"):  # a rate where a percent belongs is refused, not read as 0.2 %
         cli.main([arg if arg != "20" else "0.2" for arg in argv])
-    assert sorted(p.name for p in out.iterdir()) == [
-        "checkpoint.pt", "dvclive", "labels.npz", "model.pt", "run.json"
-    ]  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "dvclive", "labels.npz", "model.pt", "run.json"]
     run = json.loads((out / "run.json").read_text())
     assert {"git_commit", "git_dirty", "packages", "device", "python", "wall_time_s", "started", "finished"} <= set(run)
     assert set(run["packages"]) >= {"torch", "timm", "numpy", "unitgrad", "dvc"} and run["packages"]["torch"]
@@ -248,13 +261,14 @@ def test_git_state_reports_commit_and_dirty_tracked_files(tmp_path):
 @pytest.mark.parametrize(
     "edit, optimizer, message",
     [
-        (lambda p: None, "adam", r"unknown optimizer 'adam': choose one of .*sgd_2x.* \(optim\.\* in params.yaml\)"),
-        (lambda p: p["train"].pop("lr"), "sgd", r"params.yaml has no 'train.lr'"),
-        (lambda p: p["optim"]["sam"].update(rho={"cifar100": 0.1}), "sam", r"optim.sam.rho has no value for 'cifar10'"),
-        (lambda p: p["train"].update(bn_update="second"), "sgd", r"train.bn_update is 'second': choose one of"),
-        (lambda p: p["train"].update(epochs=0), "sgd", r"train.epochs must be an integer >= 1"),
-        (lambda p: p["data"]["loader"].update(subset_seed=-1), "sgd", r"data.loader.subset_seed must be an integer >= 0"),
-        (lambda p: p["optim"]["sgd"].update(rho=0.1), "sgd", r"optimizer 'sgd' takes no rho"),
+        (lambda p: None, "adam", r"params.yaml: optim.adam: no such entry for --optimizer adam: did you mean 'asam'"),
+        (lambda p: None, "lion", r"params.yaml: optim.lion: no such entry .*: choose one of asam, pugd, sam, sgd"),
+        (lambda p: p["train"].pop("lr"), "sgd", r"params.yaml: train.lr: missing"),
+        (lambda p: p["optim"]["sam"].update(rho={"cifar100": 0.1}), "sam", r"optim.sam.rho: has no value for 'cifar1"),
+        (lambda p: p["train"].update(bn_update="second"), "sgd", r"train.bn_update: input should be 'first_pass' or"),
+        (lambda p: p["train"].update(epochs=0), "sgd", r"train.epochs: input should be greater than or equal to 1"),
+        (lambda p: p["data"]["loader"].update(subset_seed=-1), "sgd", r"data.loader.subset_seed: input should be "),
+        (lambda p: p["optim"]["sgd"].update(rho=0.1), "sgd", r"optim.sgd.rho: unknown key: allowed: epochs_factor"),
         (lambda p: None, "sgd --noise 120", r"label-noise rate 1.2 must lie in \[0, 1\]: fix --noise \(percent\)"),
     ],
 )
@@ -262,8 +276,7 @@ def test_bad_params_fail_with_one_line_and_exit_2(params, tmp_path, capsys, edit
     params = copy.deepcopy(params)
     edit(params)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    argv = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", *optimizer.split(), "--seed",
-            "0", "--out", str(tmp_path / "runs"), "--params", str(tmp_path / "params.yaml")]  # fmt: skip
+    argv = train_argv(tmp_path, tmp_path / "params.yaml", *optimizer.split())
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(message, err), err
@@ -272,17 +285,59 @@ def test_bad_params_fail_with_one_line_and_exit_2(params, tmp_path, capsys, edit
 
 def test_learning_curves_monitor_a_balanced_test_subset(params, tmp_path):
     params["train"]["monitor_per_class"] = 2
-    data = train._load_data(config(params))
+    data = train_data.load_data(config(params))
     assert np.bincount(data.test_y).tolist() == [2] * 10
     params["train"]["monitor_per_class"] = 5  # the tiny test set has 4 per class
-    with pytest.raises(UnitgradError, match="train.monitor_per_class is 5"):
-        train._load_data(config(params))
+    monitor = r"^train\.monitor_per_class is 5, more than the test set has per class \(4\)"
+    with pytest.raises(UnitgradError, match=monitor):
+        train_data.load_data(config(params))
+    params["data"]["loader"]["train_per_class"] = 9  # and the training set 8
+    with pytest.raises(UnitgradError, match=r"^data\.loader\.train_per_class is 9, more than the training set has"):
+        train_data.load_data(config(params))
 
 
 def test_training_subset_depends_on_subset_seed_not_on_the_run_seed(params):
-    indices = lambda **run: train._load_data(config(params, **run)).train_indices  # noqa: E731
+    indices = lambda **run: train_data.load_data(config(params, **run)).train_indices
     assert np.array_equal(indices(seed=0), indices(seed=1))
     params["data"]["loader"]["subset_seed"] = 1
     changed = indices(seed=0)
     params["data"]["loader"]["subset_seed"] = 0
     assert not np.array_equal(changed, indices(seed=0))
+
+
+def test_a_diverging_run_fails_at_one_step_per_epoch_and_writes_no_model(params, tmp_path, capsys):
+    params["train"].update(lr=1e6, warmup_epochs=0, batch_size=60, epochs=2)  # 60 images: one step per epoch
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    argv = train_argv(tmp_path, params_file)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    became = r"error: (test loss|weights|loss) became \S+ .*epoch 1/2.*: lower train.lr \(now 1000000.0\).*\n"
+    assert re.fullmatch(became, err), err
+    out = tmp_path / "runs" / RunId("cifar10", "cifar_resnet8", "sgd", 0, 0).relative() / "train"
+    assert not (out / "model.pt").exists() and not (out / "run.json").exists() and not (out / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("blocker", ["read-only run directory", "checkpoint.pt is a dir", "model.pt is a dir"])
+def test_unwritable_outputs_fail_with_the_path_before_anything_is_deleted(params, tmp_path, capsys, blocker):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    argv = train_argv(tmp_path, params_file)
+    out = tmp_path / "runs" / RunId("cifar10", "cifar_resnet8", "sgd", 0, 0).relative() / "train"
+    out.mkdir(parents=True)
+    (out / "labels.npz").write_bytes(b"earlier output")
+    if blocker == "read-only run directory":
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only directories")
+        out.chmod(0o555)
+        culprit = out
+    else:
+        culprit = out / blocker.split()[0]
+        culprit.mkdir()
+    try:
+        assert cli.main(argv) == 2
+        assert (out / "labels.npz").read_bytes() == b"earlier output"
+    finally:
+        out.chmod(0o755)
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {culprit} ") and err.count("\n") == 1, err

@@ -17,6 +17,8 @@ from fixtures.tiny_cifar import tiny_cifar
 from unitgrad import train
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.models import create_model
+from unitgrad.train import data as train_data
+from unitgrad.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD = 2
@@ -33,15 +35,15 @@ def tiny_params(path):
 
 def _worker(rank, port, tmp, optimizer):
     """One process as torchrun starts it: its rank in the environment, then the `unitgrad train` CLI."""
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), **rendezvous)
     torch.set_num_threads(1)
-    train.load_cifar = tiny_cifar
+    train_data.load_cifar = tiny_cifar
     created = []
-    make = train.create_model
-    train.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]
-    argv = ["--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", optimizer, "--seed", "0",
-            "--out", f"{tmp}/runs", "--params", f"{tmp}/params.yaml"]  # fmt: skip
+    make = fit.create_model
+    fit.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]
+    run = ["--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", optimizer, "--seed", "0"]
+    argv = [*run, "--out", f"{tmp}/runs", "--params", f"{tmp}/params.yaml"]
     assert train.main(argv) == 0
     assert not dist.is_initialized()  # the CLI left the process group it joined
     state = {k: v.detach().clone() for k, v in created[0].state_dict().items()}
@@ -75,7 +77,8 @@ def test_torchrun_style_cli_trains_one_run_on_two_gloo_processes(tmp_path, capfd
     model = create_model("cifar_resnet8", 10).eval()
     model.load_state_dict(saved)
     _, _, x_te, y_te, _ = tiny_cifar("cifar10", None)
-    x, y = next(iter(DeviceLoader(x_te, y_te, len(x_te), "cpu", CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"], train=False)))
+    loader = DeviceLoader(x_te, y_te, len(x_te), "cpu", CIFAR_MEAN["cifar10"], CIFAR_STD["cifar10"], train=False)
+    x, y = next(iter(loader))
     with torch.no_grad():
         logits = model(x)
     test = json.loads((out / "dvclive" / "metrics.json").read_text())["test"]

@@ -13,9 +13,10 @@ import sys
 from unitgrad.errors import UnitgradError
 
 COMMANDS = {
+    "params": ("unitgrad.params_check:main", "check [FILE]: validate params, show what runs; docs: every key"),
     "prepare": ("unitgrad.data.cli:prepare_main", "build the uint8 CIFAR cache from a source"),
     "corrupt": ("unitgrad.data.cli:corrupt_main", "build the CIFAR-C corruption set"),
-    "train": ("unitgrad.train:main", "train one run (dataset, model, optimizer, seed, noise)"),
+    "train": ("unitgrad.train.cli:main", "train one run (dataset, model, optimizer, seed, noise)"),
     "evaluate": ("unitgrad.evaluate:main", "clean and corruption metrics of one trained run"),
     "report": ("unitgrad.report.cli:main", "aggregate runs into CSVs, figures, tables, claims"),
     "paper": ("unitgrad.report.paper:main", "build paper/main.pdf with Typst (no TeX needed)"),

@@ -8,6 +8,7 @@ corruptions: accuracy on every corruption × severity of data/<dataset>-c; mCA i
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pickle
 from pathlib import Path
@@ -17,13 +18,14 @@ import numpy as np
 import torch
 
 from unitgrad import metrics
-from unitgrad.config import get, load_params
+from unitgrad.config import DATA_ROOT, load_params
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, CORRUPTIONS, DeviceLoader, load_cifar, load_corruptions
 from unitgrad.data.corruptions import SEVERITIES, STANDARD
+from unitgrad.device import autocast, resolve_device, uses_channels_last
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json
 from unitgrad.models import create_model
-from unitgrad.train import resolve_device
+from unitgrad.runs import RunId
 
 _RUN_KEYS = ("dataset", "model", "optimizer", "noise", "seed")
 
@@ -35,20 +37,27 @@ def evaluate_run(
     ece_bins: int,
     corruptions: bool,
     device: str = "auto",
+    amp: str = "none",
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """The evaluation of the run in `run_dir` (also written atomically to `run_dir/eval.json`).
 
     Reads `train/model.pt` and `train/run.json`; `corruptions` adds all of `CORRUPTIONS` from
     `data_root/<dataset>-c`; "mca" is the mean over the 15 standard corruptions × 5 severities,
     "mca_all" over all 19. Accuracies are fractions; "corruption" is {} and both means None without.
+    `device`, `amp` and `channels_last` are train.*'s: bf16 autocast and channels_last apply on CUDA only.
     """
     run_dir = Path(run_dir)
     run = _run_identity(run_dir / "train" / "run.json")
-    model = _load_model(run_dir / "train" / "model.pt", resolve_device(device))
+    torch_device = resolve_device(device)
+    channels_last = uses_channels_last(torch_device, channels_last)
+    model = _load_model(run_dir / "train" / "model.pt", torch_device, channels_last)
     dataset = run["dataset"]
+    layout = {"dataset": dataset, "batch_size": batch_size, "amp": amp, "channels_last": channels_last}
+    predict = functools.partial(_predict, model, **layout)
     _, _, test_x, test_y, classes = load_cifar(dataset, data_root)
 
-    logits = _predict(model, test_x, test_y, dataset, batch_size)
+    logits = predict(test_x, test_y)
     labels = torch.from_numpy(test_y)
     per_class = metrics.per_class_accuracy(logits, labels, len(classes))
     clean = {
@@ -61,7 +70,7 @@ def evaluate_run(
     if corruptions:
         for name in CORRUPTIONS:
             images, corrupt_y = load_corruptions(dataset, data_root, name)
-            correct = _predict(model, images, corrupt_y, dataset, batch_size).argmax(1) == torch.from_numpy(corrupt_y)
+            correct = predict(images, corrupt_y).argmax(1) == torch.from_numpy(corrupt_y)
             # Severity-major: the first fifth of the rows is severity 1, and so on.
             by_severity = correct.double().reshape(len(SEVERITIES), -1).mean(1).tolist()
             corruption[name] = {str(s): acc for s, acc in zip(SEVERITIES, by_severity)}
@@ -91,7 +100,7 @@ def _run_identity(run_json: Path) -> dict[str, Any]:
         raise UnitgradError(f"{run_json} lacks config.{{{','.join(_RUN_KEYS)}}}: rerun `unitgrad train`") from exc
 
 
-def _load_model(model_pt: Path, device: torch.device) -> torch.nn.Module:
+def _load_model(model_pt: Path, device: torch.device, channels_last: bool) -> torch.nn.Module:
     if not model_pt.is_file():
         raise UnitgradError(f"{model_pt} not found: train the run first (`unitgrad train` or `dvc repro`)")
     try:
@@ -102,42 +111,55 @@ def _load_model(model_pt: Path, device: torch.device) -> torch.nn.Module:
         raise UnitgradError(
             f"{model_pt} is not a unitgrad model file ({exc.__class__.__name__}): rerun `unitgrad train`"
         ) from exc
-    # channels_last: the faster convolution layout for bf16 on CUDA, as in training.
-    memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return model.to(device, memory_format=memory_format).eval()
 
 
 def _predict(
-    model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, dataset: str, batch_size: int
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    dataset: str,
+    batch_size: int,
+    amp: str,
+    channels_last: bool,
 ) -> torch.Tensor:
     """float32 logits (on the CPU) of `model` for uint8 NHWC `images`, normalised as in training."""
     device = next(model.parameters()).device
-    on_cuda = device.type == "cuda"
     loader = DeviceLoader(
         images, labels, batch_size, device, CIFAR_MEAN[dataset], CIFAR_STD[dataset],
-        train=False, drop_last=False, channels_last=on_cuda,
-    )
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
+        train=False, drop_last=False, channels_last=channels_last,
+    )  # fmt: skip - the normalisation and the layout read as one line each
+    with torch.inference_mode(), autocast(device, amp)():
         logits = torch.cat([model(x).float() for x, _ in loader])
     return logits.cpu()
 
 
+def reads(corruptions: bool) -> tuple[str, ...]:
+    """The params keys `unitgrad evaluate` reads (without --no-corruptions: evaluate.corruptions too)."""
+    keys = ("evaluate.batch_size", "evaluate.ece_bins", "train.device", "train.amp", "train.channels_last")
+    return (*keys, "evaluate.corruptions") if corruptions else keys
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="unitgrad evaluate", description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path, help="results/runs/<dataset>/<model>/<optimizer>/noise<pct>/seed<seed>")
+    parser.add_argument("run_dir", type=Path, help=f"the run directory, results/runs/{RunId.LAYOUT}")
     parser.add_argument(
         "--no-corruptions", action="store_true", help="skip the corruption set (overrides evaluate.corruptions)"
     )
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
+    params = load_params(args.params, reads(corruptions=not args.no_corruptions))
     result = evaluate_run(
         args.run_dir,
-        data_root=get(params, "data.root"),
-        batch_size=int(get(params, "evaluate.batch_size")),
-        ece_bins=int(get(params, "evaluate.ece_bins")),
-        corruptions=bool(get(params, "evaluate.corruptions")) and not args.no_corruptions,
-        device=get(params, "train.device"),
+        data_root=DATA_ROOT,
+        batch_size=params.evaluate.batch_size,
+        ece_bins=params.evaluate.ece_bins,
+        corruptions=not args.no_corruptions and params.evaluate.corruptions,
+        device=params.train.device,
+        amp=params.train.amp,
+        channels_last=params.train.channels_last,
     )
     mca = "" if result["mca"] is None else f", mCA {result['mca']:.4f}"
     print(f"{args.run_dir}: clean acc {result['clean']['acc']:.4f}, ECE {result['clean']['ece']:.4f}{mca}")

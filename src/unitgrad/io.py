@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from unitgrad.errors import UnitgradError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -58,3 +60,22 @@ def write_json(path: str | Path, obj: Any) -> None:
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def check_writable(directory: str | Path, files: tuple[str, ...] = (), dirs: tuple[str, ...] = ()) -> None:
+    """UnitgradError naming the path unless `directory` can be created or written, and none of its `files`
+    is a directory (nor any of its `dirs` a file). Call before deleting or writing anything."""
+    directory = Path(directory)
+    for name in files:
+        if (directory / name).is_dir():
+            raise UnitgradError(f"{directory / name} is a directory where a file must go: remove it")
+    for name in dirs:
+        if (directory / name).exists() and not (directory / name).is_dir():
+            raise UnitgradError(f"{directory / name} is a file where a directory must go: remove it")
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UnitgradError(f"{existing} is a file where a directory must go: remove it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UnitgradError(f"{existing} is not writable: fix its permissions or choose another --out")

@@ -21,18 +21,15 @@ def nll(logits: torch.Tensor, y: torch.Tensor) -> float:
     return F.cross_entropy(logits.double(), y).item()
 
 
-def expected_calibration_error(probs_or_logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> float:
+def expected_calibration_error(logits: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> float:
     """ECE = Σ_b |B_b|/n · |acc(B_b) − conf(B_b)| over `n_bins` equal-width confidence bins (lo, hi].
 
-    Confidence is the top softmax probability. Rows that are non-negative and sum to 1 are taken
-    as probabilities already; anything else is treated as logits.
+    Confidence is the top softmax probability of `logits` (pass log-probabilities to score probabilities).
     """
-    scores = probs_or_logits.double()
-    is_probs = bool((scores >= 0).all()) and torch.allclose(scores.sum(1), torch.ones_like(scores[:, 0]))
-    probs = scores if is_probs else scores.softmax(1)
+    probs = logits.double().softmax(1)
     confidence, prediction = probs.max(1)
     correct = (prediction == y).double()
-    inner_edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64, device=scores.device)[1:-1]
+    inner_edges = torch.linspace(0, 1, n_bins + 1, dtype=torch.float64, device=probs.device)[1:-1]
     bins = torch.bucketize(confidence, inner_edges)  # bin b holds confidences in (b/n, (b+1)/n]
     count = torch.bincount(bins, minlength=n_bins).double()
     gap = torch.bincount(bins, weights=correct - confidence, minlength=n_bins)  # Σ (acc − conf) per bin

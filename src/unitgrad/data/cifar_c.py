@@ -39,7 +39,10 @@ def prepare_corruptions(dataset: str, source: str, root: str | Path, n_images: i
                 f"(the {dataset} classes) to keep the subset class-balanced"
             )
         _, _, test_x, test_y, _ = load_cifar(dataset, root)
-        index = balanced_subset(test_y, n_images // len(classes), seed)
+        try:
+            index = balanced_subset(test_y, n_images // len(classes), seed)
+        except UnitgradError as exc:
+            raise UnitgradError(f"data.corruptions.n_images = {n_images}: {exc}; lower it") from exc
         images = test_x[index]
         with atomic_dir(out) as tmp:
             for name in CORRUPTIONS:

@@ -25,10 +25,7 @@ def balanced_subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray
     labels = np.asarray(labels)
     counts = np.bincount(labels)
     if per_class < 1 or counts.min() < per_class:
-        raise UnitgradError(
-            f"cannot take {per_class} examples per class: the smallest class has {counts.min()}; "
-            "lower data.loader.train_per_class"
-        )
+        raise UnitgradError(f"cannot take {per_class} examples per class: the smallest class has {counts.min()}")
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(labels == c), size=per_class, replace=False) for c in range(counts.size)]
     return np.sort(np.concatenate(picks)).astype(np.int64)

@@ -1,7 +1,7 @@
 """Collect every run under results/runs into tidy tables: runs, summary, paired comparisons, curves.
 
-A run directory is `<root>/<dataset>/<model>/<optimizer>/noise<pct>/seed<seed>/` (see
-`unitgrad.train.run_dir`); its identity comes from that path, its numbers from
+A run directory is `<root>/<dataset>/<model>/<optimizer>/noise<pct>/seed<seed>/` (`unitgrad.runs.RunId`);
+its identity comes from that path, its numbers from
 `train/dvclive/metrics.json`, `train/dvclive/plots/metrics/**.tsv`, `train/run.json` and `eval.json`.
 Accuracies stay fractions in [0, 1] here; figures and tables show percentages.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pandas as pd
 
 from unitgrad.errors import UnitgradError
 from unitgrad.report.stats import describe, paired_difference
+from unitgrad.runs import RunId
 
 ID_COLUMNS = ["dataset", "model", "optimizer", "noise", "seed"]
 CONFIG_COLUMNS = ["dataset", "model", "optimizer", "noise"]
@@ -28,9 +28,6 @@ PAIRED_METRICS = ("clean_acc", "mca")
 PAIRED_COLUMNS = ["dataset", "model", "noise", "metric", "optimizer", "reference", "n", "mean_diff",
                   "ci95_low", "ci95_high", "p_value", "note"]
 
-# noise<pct> per the run-directory contract; a decimal rate (noise0.4) is read as a rate, because DVC
-# matrix stages can only paste the params value into the path.
-_RUN_PATTERN = re.compile(r"noise(\d+(?:\.\d+)?)/seed(\d+)$")
 _NO_RUNS_FIX = "run `dvc repro train` (and `dvc repro evaluate`) first"
 
 
@@ -41,8 +38,8 @@ def find_runs(root: str | Path) -> list[Path]:
         raise UnitgradError(f"{root} does not exist: {_NO_RUNS_FIX}")
     runs = sorted(
         seed_dir
-        for seed_dir in root.glob("*/*/*/noise*/seed*")
-        if _RUN_PATTERN.search(seed_dir.as_posix())
+        for seed_dir in root.glob(RunId.glob())
+        if RunId.is_run_dir(seed_dir)
         and ((seed_dir / "train/dvclive/metrics.json").is_file() or (seed_dir / "eval.json").is_file())
     )
     if not runs:
@@ -58,31 +55,10 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _identity(run: Path) -> dict[str, Any]:
-    match = _RUN_PATTERN.search(run.as_posix())
-    dataset, model, optimizer = run.parts[-5:-2]
-    return {
-        "dataset": dataset,
-        "model": model,
-        "optimizer": optimizer,
-        "noise": float(match.group(1)) if "." in match.group(1) else int(match.group(1)) / 100,
-        "seed": int(match.group(2)),
-    }
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict):
-        return {prefix: node}
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
-def _config_value(config: dict[str, Any], key: str) -> Any:
-    """`key` from the run config, flat or nested (e.g. `epochs` or `train.epochs`); None if absent."""
-    matches = [(dotted.count("."), value) for dotted, value in _flatten(config).items()
-               if dotted.rsplit(".", 1)[-1] == key]
-    return min(matches, key=lambda m: m[0])[1] if matches else None
+    """The ID columns of the run in `run`; noise as the fraction of labels flipped."""
+    run_id = RunId.from_path(run)
+    return {"dataset": run_id.dataset, "model": run_id.model, "optimizer": run_id.optimizer,
+            "noise": run_id.noise_rate, "seed": run_id.seed}  # fmt: skip - the ID columns in one row
 
 
 def _read_tsv_curves(plots_dir: Path) -> list[tuple[str, int, float]]:
@@ -130,11 +106,8 @@ def read_run(run: Path) -> tuple[dict[str, Any], dict[str, float], list[tuple[st
         for corruption, by_severity in (evaluation.get("corruption") or {}).items():
             for severity, acc in by_severity.items():
                 metrics[f"corruption/{corruption}/{int(severity)}"] = float(acc)
-    if "clean_acc" not in metrics and "test_acc" in metrics:
-        # Not evaluated yet: the final test accuracy of training is the same network on the same test set.
-        metrics["clean_acc"] = metrics["test_acc"]
     # The logged curves say how many epochs actually ran (sgd_2x doubles them); the config is the fallback.
-    epochs = 1 + max(epoch for _, epoch, _ in curves) if curves else _config_value(config, "epochs")
+    epochs = 1 + max(epoch for _, epoch, _ in curves) if curves else config.get("epochs")
     scale = {"epochs": float(epochs) if epochs is not None else math.nan, "train_size": math.nan}
     if (train / "labels.npz").is_file():
         with np.load(train / "labels.npz") as labels:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from unitgrad import markdown
 from unitgrad.report import style
 from unitgrad.report.protocols import GROUP_COLUMNS, merged_mismatches, protocol_mismatches, run_protocols, text
 from unitgrad.report.references import (
@@ -222,10 +223,6 @@ def check_claims(runs: pd.DataFrame, summary: pd.DataFrame, paired: pd.DataFrame
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|")
-
-
 MARKDOWN_COLUMNS = ["claim", "source", "study", "metric", "published", "reproduced", "scale", "verdict", "reason"]
 
 
@@ -239,11 +236,9 @@ def claims_markdown(claims: pd.DataFrame, scale: str, min_seeds: int, tolerance_
          f"seeds; directional claims show the paired difference. Metrics: {metrics}."), "",
         comparability_text(min_seeds, tolerance_pp), "",
         "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".", "",
-        "| # | " + " | ".join(MARKDOWN_COLUMNS) + " |",
-        "|---|" + "---|" * len(MARKDOWN_COLUMNS),
+        *markdown.table(["#", *MARKDOWN_COLUMNS],
+                        ([i, *row] for i, row in enumerate(claims[MARKDOWN_COLUMNS].itertuples(index=False), 1))),
     ]
-    for i, row in enumerate(claims[MARKDOWN_COLUMNS].itertuples(index=False), start=1):
-        lines.append(f"| {i} | " + " | ".join(_md_cell(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
 
 

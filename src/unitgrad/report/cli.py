@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import matplotlib
 
@@ -19,14 +18,25 @@ matplotlib.use("Agg")  # the stages write files; no display is needed or assumed
 
 import pandas as pd
 
-from unitgrad.config import get, load_params
+from unitgrad.config import load_params
 from unitgrad.errors import UnitgradError
 from unitgrad.io import atomic_path, write_text
 from unitgrad.report import aggregate, claims, figures, style, tables
 from unitgrad.report.references import PUBLISHED
+from unitgrad.schema import Params
 
 CSV_NAMES = ("runs", "summary", "paired", "curves")
 STEPS = ("aggregate", "figures", "tables", "claims")
+# The params keys each step reads (dvc.yaml's report_<step> stage declares the same).
+READS = {
+    "aggregate": ("report.reference_optimizer", "report.baseline_optimizer", "report.min_seeds_for_verdict"),
+    "figures": (),
+    "tables": (
+        "scale", "train.batch_size", "train.lr", "train.momentum", "train.weight_decay", "train.warmup_epochs",
+        "train.label_smoothing", "train.bn_update", "optim", "noise.kind", "data.corruptions",
+    ),
+    "claims": ("scale", "report.min_seeds_for_verdict", "report.match_tolerance_pp"),
+}  # fmt: skip - the tables' keys as one list, not one per line
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -44,13 +54,13 @@ def read_csv(results: Path, name: str) -> pd.DataFrame:
     return frame
 
 
-def run_aggregate(runs_root: Path, results: Path, params: dict[str, Any]) -> None:
+def run_aggregate(runs_root: Path, results: Path, params: Params) -> None:
     runs, curves = aggregate.collect(runs_root)
-    references = [get(params, "report.reference_optimizer"), get(params, "report.baseline_optimizer")]
+    references = [params.report.reference_optimizer, params.report.baseline_optimizer]
     frames = {
         "runs": runs,
         "summary": aggregate.summarize(runs),
-        "paired": aggregate.paired(runs, references, int(get(params, "report.min_seeds_for_verdict"))),
+        "paired": aggregate.paired(runs, references, params.report.min_seeds_for_verdict),
         "curves": curves,
     }
     for name in CSV_NAMES:
@@ -61,13 +71,13 @@ def _join(values) -> str:
     return ", ".join(str(v) for v in values) if len(values) else "none"
 
 
-def _per_dataset(value: Any) -> str:
+def _per_dataset(value: float | dict[str, float]) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{v:g} ({style.dataset_label(k)})" for k, v in value.items())
     return f"{value:g}"
 
 
-def setup_values(runs: pd.DataFrame, params: dict[str, Any]) -> dict[str, str]:
+def setup_values(runs: pd.DataFrame, params: Params) -> dict[str, str]:
     """What was actually run (from runs.csv) and the recipe it was run with (from params.yaml)."""
     clean = runs[runs["noise"] == 0]
     per_optimizer = clean.groupby("optimizer")["epochs"].max().dropna()
@@ -78,9 +88,10 @@ def setup_values(runs: pd.DataFrame, params: dict[str, Any]) -> dict[str, str]:
         others = [f"{style.label(o)}: {e:g}" for o, e in per_optimizer.items() if e != common]
         epochs = f"{common:g}" + (f" ({'; '.join(others)})" if others else "")
     sizes = sorted(runs["train_size"].dropna().unique())
-    source, n_images = get(params, "data.corruptions.source"), get(params, "data.corruptions.n_images")
+    source, n_images = params.data.corruptions.source, params.data.corruptions.n_images
+    train, optim = params.train, params.optim
     return {
-        "scale": str(get(params, "scale")),
+        "scale": params.scale,
         "datasets": _join([style.dataset_label(d) for d in sorted(runs["dataset"].unique())]),
         "models": _join(sorted(runs["model"].unique())),
         "optimizers": _join([style.label(o) for o in style.ordered(runs["optimizer"].unique())]),
@@ -88,19 +99,19 @@ def setup_values(runs: pd.DataFrame, params: dict[str, Any]) -> dict[str, str]:
         "epochs": epochs,
         "train_size": _join([f"{s:g}" for s in sizes]) if sizes else "unknown",
         "noise_rates": _join([f"{round(100 * r)} %" for r in sorted(runs.loc[runs["noise"] > 0, "noise"].unique())]),
-        "noise_kind": str(get(params, "noise.kind")),
-        "batch_size": str(get(params, "train.batch_size")),
-        "lr": f"{get(params, 'train.lr'):g}",
-        "momentum": f"{get(params, 'train.momentum'):g}",
-        "weight_decay": f"{get(params, 'train.weight_decay'):g}",
-        "warmup_epochs": str(get(params, "train.warmup_epochs")),
-        "label_smoothing": f"{get(params, 'train.label_smoothing'):g}",
-        "bn_update": str(get(params, "train.bn_update")).replace("_", " "),
-        "base_optimizer": str(get(params, "optim.base")).upper(),
-        "rho_sam": _per_dataset(get(params, "optim.sam.rho")),
-        "rho_asam": _per_dataset(get(params, "optim.asam.rho")),
-        "eta_asam": _per_dataset(get(params, "optim.asam.eta")),
-        "rho_pugd": _per_dataset(get(params, "optim.pugd.rho")),
+        "noise_kind": params.noise.kind,
+        "batch_size": str(train.batch_size),
+        "lr": f"{train.lr:g}",
+        "momentum": f"{train.momentum:g}",
+        "weight_decay": f"{train.weight_decay:g}",
+        "warmup_epochs": str(train.warmup_epochs),
+        "label_smoothing": f"{train.label_smoothing:g}",
+        "bn_update": train.bn_update.replace("_", " "),
+        "base_optimizer": optim.base.upper(),
+        "rho_sam": _per_dataset(optim["sam"].rho),
+        "rho_asam": _per_dataset(optim["asam"].rho),
+        "eta_asam": _per_dataset(optim["asam"].eta),
+        "rho_pugd": _per_dataset(optim["pugd"].rho),
         "corruptions": f"generated, {n_images} test images" if source == "generate" else f"{source} CIFAR-C files",
     }
 
@@ -110,18 +121,16 @@ def run_figures(results: Path, figures_dir: Path) -> None:
                           figures_dir)
 
 
-def run_tables(results: Path, tex_dir: Path, params: dict[str, Any]) -> None:
+def run_tables(results: Path, tex_dir: Path, params: Params) -> None:
     runs = read_csv(results, "runs")
     tables.write_tables(runs, read_csv(results, "summary"), read_csv(results, "paired"),
                         setup_values(runs, params), results / "tables", tex_dir)
 
 
-def run_claims(results: Path, tex_dir: Path, params: dict[str, Any]) -> None:
-    scale = str(get(params, "scale"))
-    min_seeds = int(get(params, "report.min_seeds_for_verdict"))
-    tolerance_pp = float(get(params, "report.match_tolerance_pp"))
-    checked = claims.check_claims(read_csv(results, "runs"), read_csv(results, "summary"), read_csv(results, "paired"),
-                                  PUBLISHED, scale, min_seeds, tolerance_pp)
+def run_claims(results: Path, tex_dir: Path, params: Params) -> None:
+    scale, min_seeds, tolerance_pp = params.scale, params.report.min_seeds_for_verdict, params.report.match_tolerance_pp
+    checked = claims.check_claims(read_csv(results, "runs"), read_csv(results, "summary"), read_csv(results, "paired"), PUBLISHED,
+                                  scale, min_seeds, tolerance_pp)
     write_text(results / "claims.md", claims.claims_markdown(checked, scale, min_seeds, tolerance_pp))
     write_csv(checked, results / "claims.csv")  # the full list, tidy, for notebooks
     write_text(tex_dir / "claims.tex", claims.claims_latex(checked))
@@ -139,8 +148,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--paper-tables", type=Path, default=Path("paper/tables"),
                         help="the paper's table inputs: LaTeX booktabs (.tex) and Typst's (.json)")
     args = parser.parse_args(argv)
-    params = load_params(args.params)
     steps = STEPS if args.step == "all" else (args.step,)
+    params = load_params(args.params, [key for step in steps for key in READS[step]])
     for step in steps:
         if step == "aggregate":
             run_aggregate(args.runs, args.results, params)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from unitgrad import markdown
 from unitgrad.io import write_text
 from unitgrad.report import style
 from unitgrad.report.stats import describe
@@ -74,10 +75,9 @@ class Table:
             return f"**{self.caption}**\n\n_{self.empty_note}._\n"
         cells, best = self.cells(), self.best()
         columns = [_header(c) for c in cells.columns]
-        lines = [f"**{self.caption}**", "", "| " + " | ".join([cells.index.name or ""] + columns) + " |",
-                 "|---" * (len(columns) + 1) + "|"]
-        for label, row, flags in zip(cells.index, cells.to_numpy(), best.to_numpy()):
-            lines.append("| " + " | ".join([str(label)] + [f"**{c}**" if b else c for c, b in zip(row, flags)]) + " |")
+        rows = ([label, *(f"**{c}**" if b else c for c, b in zip(row, flags))]
+                for label, row, flags in zip(cells.index, cells.to_numpy(), best.to_numpy()))
+        lines = [f"**{self.caption}**", "", *markdown.table([cells.index.name or "", *columns], rows)]
         return "\n".join(lines) + "\n"
 
     def as_json(self) -> str:
@@ -192,8 +192,7 @@ def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
 def frame_markdown(frame: pd.DataFrame, caption: str) -> str:
     if frame.empty:
         return f"**{caption}**\n\n_no rows._\n"
-    lines = [f"**{caption}**", "", "| " + " | ".join(frame.columns) + " |", "|---" * frame.shape[1] + "|"]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |" for row in frame.to_numpy()]
+    lines = [f"**{caption}**", "", *markdown.table(list(frame.columns), frame.to_numpy())]
     return "\n".join(lines) + "\n"
 
 

@@ -1,0 +1,48 @@
+"""The images and labels one run trains and monitors on: a class-balanced subset, label noise, a test subset."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from unitgrad.data import balanced_subset, load_cifar, noisy_labels
+from unitgrad.errors import UnitgradError
+from unitgrad.train.config import RunConfig
+
+
+@dataclasses.dataclass
+class TrainData:
+    train_x: np.ndarray
+    train_y: np.ndarray  # the labels trained on (noisy when noise > 0)
+    test_x: np.ndarray
+    test_y: np.ndarray
+    num_classes: int
+    train_indices: np.ndarray
+    clean_y: np.ndarray
+
+
+def load_data(cfg: RunConfig) -> TrainData:
+    """The run's data. Both subsets are drawn with `subset_seed`, not the run seed, so runs that differ in
+    seed or optimizer see the same images; with label noise, which labels flip is drawn with the run seed."""
+    x_tr, y_tr, x_te, y_te, classes = load_cifar(cfg.dataset, cfg.data_root)
+    indices = np.arange(len(y_tr), dtype=np.int64)
+    if cfg.train_per_class is not None:
+        indices = _subset(y_tr, cfg.train_per_class, cfg.subset_seed, "data.loader.train_per_class", "training")
+    clean = y_tr[indices].astype(np.int64)
+    labels = clean
+    if cfg.noise > 0:
+        labels = noisy_labels(clean, len(classes), cfg.noise, kind=cfg.noise_kind, seed=cfg.seed)
+    if cfg.monitor_per_class is not None:  # the learning curves' test set; `unitgrad evaluate` scores all of it
+        monitored = _subset(y_te, cfg.monitor_per_class, cfg.subset_seed, "train.monitor_per_class", "test")
+        x_te, y_te = x_te[monitored], y_te[monitored]
+    return TrainData(x_tr[indices], labels, x_te, y_te, len(classes), indices, clean)
+
+
+def _subset(labels: np.ndarray, per_class: int, seed: int, key: str, split: str) -> np.ndarray:
+    fewest = int(np.bincount(labels).min())
+    if per_class > fewest:
+        raise UnitgradError(
+            f"{key} is {per_class}, more than the {split} set has per class ({fewest}): lower it or set null"
+        )
+    return balanced_subset(labels, per_class, seed=seed)
