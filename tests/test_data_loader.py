@@ -117,7 +117,7 @@ def test_balanced_subset_takes_per_class_sorted_and_deterministic():
     np.testing.assert_array_equal(idx, balanced_subset(labels, 7, seed=3))
     assert not np.array_equal(idx, balanced_subset(labels, 7, seed=4))
     with pytest.raises(UnitgradError, match=r"^cannot take 31 examples per class: the smallest class has 30$"):
-        balanced_subset(labels, 31, seed=0)  # the caller names its key (tests/test_train.py, test_data_prepare.py)
+        balanced_subset(labels, 31, seed=0)  # each caller names its key (tests/test_train.py)
 
 
 def test_flipped_and_plain_crops_match_a_per_sample_reference():
