@@ -34,7 +34,7 @@ TRAIN, EVAL = "train@cifar10-cifar_resnet8-{}-0", "evaluate@cifar10-cifar_resnet
 def cluster():
     configure_ray_env()
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, _temp_dir="/tmp/ray")
-    yield
+    yield ray.get_runtime_context().gcs_address  # each `unitgrad grid run` joins it with --address
     ray.shutdown()
 
 
@@ -64,7 +64,7 @@ def _real_repo(path: Path, source: Path) -> Path:
 
 
 def _fake_repo(path: Path, stages: dict) -> Path:
-    """A DVC project of trivial stages (`python -c` commands) for the scheduling cases."""
+    """A DVC project of trivial stages for the scheduling cases."""
     path.mkdir()
     (path / "input.txt").write_text("x\n")
     (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
@@ -73,8 +73,15 @@ def _fake_repo(path: Path, stages: dict) -> Path:
     return path
 
 
-def _py(code: str) -> str:
-    return f"{sys.executable} -c {json.dumps(textwrap.dedent(code))}"
+def _script(repo: Path, name: str, code: str) -> None:
+    """A helper script for a one-line stage command (DVC runs each line of a cmd as its own command)."""
+    (repo / name).write_text(textwrap.dedent(code))
+
+
+def _grid(repo: Path, *args: str, address: str | None = None) -> subprocess.CompletedProcess:
+    """`unitgrad grid ...` in its own process (as a user runs it), joining the module's Ray cluster."""
+    cmd = [sys.executable, "-m", "unitgrad", "grid", *args] + (["--address", address] if address else [])
+    return subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
 
 
 def _status(repo: Path) -> dict:
@@ -108,17 +115,14 @@ def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_grid_run_equals_serial_dvc_repro(cluster, tmp_path, monkeypatch):
+def test_grid_run_equals_serial_dvc_repro(cluster, tmp_path):
     source = _image_folder(tmp_path)
     serial, parallel = _real_repo(tmp_path / "serial", source), _real_repo(tmp_path / "grid", source)
     _sh(["dvc", "repro", "evaluate", "evaluate_noise"], serial)
 
-    monkeypatch.chdir(parallel)
-    if shutil.which("latexmk"):
-        assert grid(["run", "--gpus-per-run", "0"]) == 0
-    else:  # every stage but the paper: the finishing `dvc repro` stops there with the latexmk hint
-        with pytest.raises(UnitgradError, match="latexmk"):
-            grid(["run", "--gpus-per-run", "0"])
+    done = _grid(parallel, "run", "--gpus-per-run", "0", address=cluster)
+    # every stage but the paper, without TeX: the finishing `dvc repro` stops there with the latexmk hint
+    assert (done.returncode == 0) == bool(shutil.which("latexmk")), done.stderr[-3000:]
     assert set(_status(parallel)) <= (set() if shutil.which("latexmk") else {"paper"})
     assert "Running stage" not in _sh(["dvc", "repro", "report_claims", "report_figures", "toy"], parallel)
     runs = sorted((serial / "results" / "runs").rglob("eval.json"))
@@ -128,32 +132,35 @@ def test_grid_run_equals_serial_dvc_repro(cluster, tmp_path, monkeypatch):
         assert json.loads(twin.read_text()) == json.loads(path.read_text()), path
     log = (parallel / "results" / "logs" / f"{TRAIN.format('sgd')}.log").read_text()
     assert "attempt 1" in log
-    assert grid(["run", "--no-finish", "--gpus-per-run", "0"]) == 0  # nothing left to do
-    assert "\n0 runs" in _sh([sys.executable, "-m", "unitgrad", "grid", "run", "--dry-run"], parallel)
+    again = _grid(parallel, "run", "--no-finish", address=cluster)
+    assert again.returncode == 0 and "every selected stage is up to date" in again.stdout, again.stderr
 
 
-def test_failed_and_drifted_runs_are_not_committed(cluster, tmp_path, monkeypatch, capsys):
+def test_failed_and_drifted_runs_are_not_committed(cluster, tmp_path):
     repo = _fake_repo(tmp_path / "repo", {
         "train_ok": {"cmd": "echo ok > ok.txt", "deps": ["input.txt"], "outs": ["ok.txt"]},
         "train_fail": {"cmd": "echo try >> tries.log && echo boom && exit 3", "deps": ["input.txt"],
                        "outs": ["fail.txt"]},
         "evaluate_fail": {"cmd": "cp fail.txt eval.txt", "deps": ["fail.txt"], "outs": ["eval.txt"]},
-        "train_drift": {"cmd": "echo more >> input.txt && echo d > drift.txt", "deps": ["input.txt"],
+        "train_drift": {"cmd": "echo more >> drift_input.txt && echo d > drift.txt", "deps": ["drift_input.txt"],
                         "outs": ["drift.txt"]},
     })
-    monkeypatch.chdir(repo)
-    assert grid(["run", "--no-finish", "--gpus-per-run", "0", "--retries", "1"]) == 1
-    err = capsys.readouterr().err
+    (repo / "drift_input.txt").write_text("x\n")
+    done = _grid(repo, "run", "--no-finish", "--gpus-per-run", "0", "--retries", "1", address=cluster)
+    assert done.returncode == 1
+    err = done.stderr
     assert "train_fail: exit code 3 after 2 attempts; last log line: 'boom'; log: results/logs/train_fail.log" in err
     assert "evaluate_fail: not run" in err
-    assert "train_drift: dependencies changed while it ran: input.txt; not committed" in err
+    assert "train_drift: dependencies changed while it ran: drift_input.txt; not committed" in err
     assert (repo / "tries.log").read_text() == "try\ntry\n"
     status = _status(repo)
     assert "train_ok" not in status and {"train_fail", "evaluate_fail", "train_drift"} <= set(status)
 
 
-def test_a_killed_run_resumes_from_its_persist_checkpoint(cluster, tmp_path, monkeypatch):
-    step = _py("""
+def test_a_killed_run_resumes_from_its_persist_checkpoint(cluster, tmp_path):
+    repo = _fake_repo(tmp_path / "repo", {"train": {"cmd": "python step.py", "deps": ["input.txt"], "outs": [
+        "model.txt", {"ckpt.json": {"persist": True, "cache": False}}]}})
+    _script(repo, "step.py", """
         import json, os, pathlib, signal
         ckpt = pathlib.Path("ckpt.json")
         start = json.loads(ckpt.read_text())["epoch"] if ckpt.exists() else 0
@@ -164,35 +171,34 @@ def test_a_killed_run_resumes_from_its_persist_checkpoint(cluster, tmp_path, mon
                 os.kill(os.getpid(), signal.SIGKILL)
         pathlib.Path("model.txt").write_text(f"resumed at {start}")
     """)
-    repo = _fake_repo(tmp_path / "repo", {"train": {"cmd": step, "deps": ["input.txt"], "outs": [
-        "model.txt", {"ckpt.json": {"persist": True, "cache": False}}]}})
     (repo / "kill-once").touch()
     (repo / "model.txt").write_text("stale")  # a non-persist out is removed before dispatch
-    monkeypatch.chdir(repo)
-    assert grid(["run", "--no-finish", "--gpus-per-run", "0", "--retries", "0"]) == 1
+    assert _grid(repo, "run", "--no-finish", "--gpus-per-run", "0", "--retries", "0", address=cluster).returncode == 1
     assert json.loads((repo / "ckpt.json").read_text()) == {"epoch": 2} and not (repo / "model.txt").exists()
-    assert grid(["run", "--no-finish", "--gpus-per-run", "0"]) == 0
+    done = _grid(repo, "run", "--no-finish", "--gpus-per-run", "0", address=cluster)
+    assert done.returncode == 0, done.stderr
     assert (repo / "model.txt").read_text() == "resumed at 2"
     assert _status(repo) == {}
 
 
-def test_fractional_gpus_pack_two_runs_on_one_gpu(cluster, tmp_path, monkeypatch):
-    record = _py("""
+def test_fractional_gpus_pack_two_runs_on_one_gpu(cluster, tmp_path):
+    repo = _fake_repo(tmp_path / "repo", {
+        f"train_{k}": {"cmd": f"python record.py {k}.json", "deps": ["input.txt"], "outs": [f"{k}.json"]}
+        for k in "ab"})
+    _script(repo, "record.py", """
         import json, os, sys, time
         start = time.time(); time.sleep(3)
         json.dump({"gpu": os.environ["CUDA_VISIBLE_DEVICES"], "threads": os.environ["OMP_NUM_THREADS"],
                    "start": start, "end": time.time()}, open(sys.argv[1], "w"))
     """)
-    repo = _fake_repo(tmp_path / "repo", {
-        f"train_{k}": {"cmd": f"{record} {k}.json", "deps": ["input.txt"], "outs": [f"{k}.json"]} for k in "ab"})
-    monkeypatch.chdir(repo)
-    assert grid(["run", "--no-finish", "--gpus-per-run", "0.5", "--cpus-per-run", "1"]) == 0
+    done = _grid(repo, "run", "--no-finish", "--gpus-per-run", "0.5", "--cpus-per-run", "1", address=cluster)
+    assert done.returncode == 0, done.stderr
     a, b = (json.loads((repo / f"{k}.json").read_text()) for k in "ab")
     assert a["gpu"] == b["gpu"] == "0" and a["threads"] == "1"
     assert a["start"] < b["end"] and b["start"] < a["end"]  # at the same time
 
 
-def test_slurm_array_script_and_local_executor_then_collect(tmp_path, monkeypatch):
+def test_slurm_array_script_and_local_executor_then_collect(tmp_path):
     import submitit
 
     repo = _fake_repo(tmp_path / "repo", {
@@ -214,7 +220,7 @@ def test_slurm_array_script_and_local_executor_then_collect(tmp_path, monkeypatc
                               {"OMP_NUM_THREADS": "1"}, retries=0)
     assert [[r["returncode"] for r in job.result()] for job in jobs] == [[0, 0], [0]]
     assert set(_status(repo)) == {"train", "evaluate", "train_other"}  # finished, not yet committed
-    monkeypatch.chdir(repo)
-    assert grid(["collect", "--no-finish"]) == 0
+    assert _grid(repo, "collect", "--no-finish").returncode == 0
     assert _status(repo) == {}
-    assert grid(["collect"]) == 0  # idempotent
+    again = _grid(repo, "collect")  # idempotent
+    assert again.returncode == 0 and "committed 0 stages" in again.stdout, again.stderr

@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="dispatch the out-of-date stages, commit them, finish with dvc repro")
     collect = sub.add_parser("collect", help="commit the finished runs' stages, finish with dvc repro")
     for p in (run, collect):
-        p.add_argument("patterns", nargs="*", default=list(planning.DEFAULT_PATTERNS), metavar="STAGE_PATTERN",
+        p.add_argument("patterns", nargs="*", metavar="STAGE_PATTERN",
                        help="stage names or globs, matched on the name before '@' or the full name "
                             f"(default: {' '.join(planning.DEFAULT_PATTERNS)})")
         p.add_argument("--no-finish", action="store_true", help="skip the final `dvc repro` (report, paper)")

@@ -48,8 +48,9 @@ def _matches(name: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name.split("@")[0], pattern)
 
 
-def select(graph: nx.DiGraph, patterns: tuple[str, ...]) -> list:
-    """Stages of the graph whose name matches any pattern; a pattern matching none is an error."""
+def select(graph: nx.DiGraph, patterns: tuple[str, ...] = ()) -> list:
+    """Stages of the graph whose name matches any pattern (default: `DEFAULT_PATTERNS`); a pattern the user gave
+    that matches no stage is an error."""
     stages = [s for s in graph.nodes if s.cmd]
     for pattern in patterns:
         if not any(_matches(s.name, pattern) for s in stages):
@@ -58,14 +59,14 @@ def select(graph: nx.DiGraph, patterns: tuple[str, ...]) -> list:
                 f"stage pattern '{pattern}' matches no stage of dvc.yaml: use a stage name or a glob over "
                 f"{', '.join(names)} (e.g. 'train*', 'evaluate@cifar10-*')"
             )
-    return [s for s in stages if any(_matches(s.name, p) for p in patterns)]
+    return [s for s in stages if any(_matches(s.name, p) for p in patterns or DEFAULT_PATTERNS)]
 
 
 def _commands(stage) -> tuple[str, ...]:
     return tuple(stage.cmd) if isinstance(stage.cmd, list) else tuple(stage.cmd.splitlines())
 
 
-def make_plan(repo, patterns: tuple[str, ...] = DEFAULT_PATTERNS) -> Plan:
+def make_plan(repo, patterns: tuple[str, ...] = ()) -> Plan:
     """The out-of-date selected stages and their unselected ancestors (the stages DVC reproduces first).
 
     A selected stage runs if DVC's status says it changed, or if a stage it depends on (selected or upstream)

@@ -38,6 +38,7 @@ class Progress:
     def event(self, message: str, done: int = 0, failed: int = 0) -> None:
         self.done += done
         self.failed += failed
+        self.running = max(0, self.running - done - failed)  # a finished run no longer runs
         if self.bar is not None:
             self.bar.update(done)
             self.bar.write(message)
