@@ -114,7 +114,10 @@ def commit(repo, results: list[dict]) -> tuple[list[str], dict[str, str]]:
             if changed:
                 refused[name] = f"dependencies changed while it ran: {', '.join(changed)}"
                 continue
-            repo.commit(stages[name].addressing, force=True)  # addressing: the target as seen from the cwd
+            # its own scm context, as `dvc commit` has: a later failing `dvc repro` in this process must not
+            # revert the .gitignore entries this commit wrote
+            with repo.scm_context(quiet=True):
+                repo.commit(stages[name].addressing, force=True)  # addressing: the target as seen from the cwd
             committed.append(name)
     return committed, refused
 
