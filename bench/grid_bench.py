@@ -24,7 +24,7 @@ QUICK_STAGES = ("train@cifar10-cifar_resnet8-sgd-*", "evaluate@cifar10-cifar_res
 
 def _run(cmd: list[str], cwd: Path, env: dict) -> float:
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
         raise UnitgradError(f"{' '.join(cmd)} failed (exit {done.returncode}): {' | '.join(tail)}")
@@ -48,21 +48,39 @@ def bench_grid(repo: Path, quick: bool) -> dict:
         shutil.copytree(serial, grid, symlinks=True)
         serial_s = _run(["dvc", "repro", "--glob", *stages] if quick else ["dvc", "repro", *stages], serial, env)
         grid_env = dict(env, PYTHONPATH=str(grid / "src"))
-        grid_s = _run(["unitgrad", "grid", "run", *stages, "--cpus-per-run", "1", "--gpus-per-run", "0",
-                       "--no-finish"], grid, grid_env)
+        grid_s = _run(
+            ["unitgrad", "grid", "run", *stages, "--cpus-per-run", "1", "--gpus-per-run", "0", "--no-finish"],
+            grid,
+            grid_env,
+        )
     speedup = serial_s / grid_s
-    return {"stages": list(stages), "serial_dvc_repro_s": serial_s, "grid_run_s": grid_s, "speedup": speedup,
-            "target": TARGET, "meets_target": None if quick else speedup >= TARGET, "cpus": os.cpu_count()}
+    return {
+        "stages": list(stages),
+        "serial_dvc_repro_s": serial_s,
+        "grid_run_s": grid_s,
+        "speedup": speedup,
+        "target": TARGET,
+        "meets_target": None if quick else speedup >= TARGET,
+        "cpus": os.cpu_count(),
+    }
 
 
 def render(result: dict) -> list[str]:
-    verdict = "not judged (--quick subset)" if result["meets_target"] is None else (
-        "met" if result["meets_target"] else "NOT met")
+    verdict = (
+        "not judged (--quick subset)"
+        if result["meets_target"] is None
+        else ("met" if result["meets_target"] else "NOT met")
+    )
     return [
-        "", "## `unitgrad grid run` vs serial `dvc repro` (training + evaluation, wall time)", "",
+        "",
+        "## `unitgrad grid run` vs serial `dvc repro` (training + evaluation, wall time)",
+        "",
         f"Stages: {', '.join(result['stages'])}; {result['cpus']} CPUs; grid: 1 thread per run, Ray start included.",
-        "", "| what | wall s |", "|---|---:|",
+        "",
+        "| what | wall s |",
+        "|---|---:|",
         f"| `dvc repro` (default threads) | {result['serial_dvc_repro_s']:.1f} |",
-        f"| `unitgrad grid run --cpus-per-run 1` | {result['grid_run_s']:.1f} |", "",
+        f"| `unitgrad grid run --cpus-per-run 1` | {result['grid_run_s']:.1f} |",
+        "",
         f"Speed-up **{result['speedup']:.2f}×** (target ≥ {result['target']:g}×: {verdict}).",
     ]

@@ -30,7 +30,8 @@ sys.path.insert(0, str(REPO / "src"))  # measure this checkout's unitgrad, whate
 
 import numpy as np
 import torch
-from grid_bench import bench_grid, render as render_grid
+from grid_bench import bench_grid
+from grid_bench import render as render_grid
 from harness import (
     CLOCKS,
     TWO_PASS_METHODS,

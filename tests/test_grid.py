@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_pipeline import ROOT, _image_folder, _tiny_params
 
 from unitgrad.errors import UnitgradError
 from unitgrad.grid import slurm
@@ -22,8 +23,6 @@ from unitgrad.grid.cli import main as grid
 from unitgrad.grid.plan import make_plan
 from unitgrad.grid.ray_backend import configure_ray_env
 from unitgrad.grid.stages import open_repo
-
-from test_pipeline import ROOT, _image_folder, _tiny_params
 
 ray = pytest.importorskip("ray")
 BIN = Path(sys.executable).parent
@@ -46,7 +45,7 @@ def env(monkeypatch):
 
 
 def _sh(cmd, cwd):
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -81,7 +80,7 @@ def _script(repo: Path, name: str, code: str) -> None:
 def _grid(repo: Path, *args: str, address: str | None = None) -> subprocess.CompletedProcess:
     """`unitgrad grid ...` in its own process (as a user runs it), joining the module's Ray cluster."""
     cmd = [sys.executable, "-m", "unitgrad", "grid", *args] + (["--address", address] if address else [])
-    return subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+    return subprocess.run(cmd, cwd=repo, capture_output=True, text=True, check=False)
 
 
 def _status(repo: Path) -> dict:
@@ -98,7 +97,8 @@ def test_plan_of_the_real_dvc_yaml(tmp_path):
     assert plan.upstream == ("prepare@cifar10", "corrupt@cifar10")
     runs = {r.stage: r for r in plan.runs}
     assert runs[TRAIN.format("pugd")].cmd == (
-        "unitgrad train --dataset cifar10 --model cifar_resnet8 --optimizer pugd --seed 0 --noise 0",)
+        "unitgrad train --dataset cifar10 --model cifar_resnet8 --optimizer pugd --seed 0 --noise 0",
+    )
     assert runs[EVAL.format("pugd")].after == (TRAIN.format("pugd"),)
     assert runs["evaluate_noise@sgd-40-0"].after == ("train_noise@sgd-40-0",)
     assert [r.stage for r in make_plan(open_repo(repo), ("train_noise",)).runs] == ["train_noise@sgd-40-0"]
@@ -137,14 +137,23 @@ def test_grid_run_equals_serial_dvc_repro(cluster, tmp_path):
 
 
 def test_failed_and_drifted_runs_are_not_committed(cluster, tmp_path):
-    repo = _fake_repo(tmp_path / "repo", {
-        "train_ok": {"cmd": "echo ok > ok.txt", "deps": ["input.txt"], "outs": ["ok.txt"]},
-        "train_fail": {"cmd": "echo try >> tries.log && echo boom && exit 3", "deps": ["input.txt"],
-                       "outs": ["fail.txt"]},
-        "evaluate_fail": {"cmd": "cp fail.txt eval.txt", "deps": ["fail.txt"], "outs": ["eval.txt"]},
-        "train_drift": {"cmd": "echo more >> drift_input.txt && echo d > drift.txt", "deps": ["drift_input.txt"],
-                        "outs": ["drift.txt"]},
-    })
+    repo = _fake_repo(
+        tmp_path / "repo",
+        {
+            "train_ok": {"cmd": "echo ok > ok.txt", "deps": ["input.txt"], "outs": ["ok.txt"]},
+            "train_fail": {
+                "cmd": "echo try >> tries.log && echo boom && exit 3",
+                "deps": ["input.txt"],
+                "outs": ["fail.txt"],
+            },
+            "evaluate_fail": {"cmd": "cp fail.txt eval.txt", "deps": ["fail.txt"], "outs": ["eval.txt"]},
+            "train_drift": {
+                "cmd": "echo more >> drift_input.txt && echo d > drift.txt",
+                "deps": ["drift_input.txt"],
+                "outs": ["drift.txt"],
+            },
+        },
+    )
     (repo / "drift_input.txt").write_text("x\n")
     done = _grid(repo, "run", "--no-finish", "--gpus-per-run", "0", "--retries", "1", address=cluster)
     assert done.returncode == 1
@@ -158,9 +167,20 @@ def test_failed_and_drifted_runs_are_not_committed(cluster, tmp_path):
 
 
 def test_a_killed_run_resumes_from_its_persist_checkpoint(cluster, tmp_path):
-    repo = _fake_repo(tmp_path / "repo", {"train": {"cmd": "python step.py", "deps": ["input.txt"], "outs": [
-        "model.txt", {"ckpt.json": {"persist": True, "cache": False}}]}})
-    _script(repo, "step.py", """
+    repo = _fake_repo(
+        tmp_path / "repo",
+        {
+            "train": {
+                "cmd": "python step.py",
+                "deps": ["input.txt"],
+                "outs": ["model.txt", {"ckpt.json": {"persist": True, "cache": False}}],
+            }
+        },
+    )
+    _script(
+        repo,
+        "step.py",
+        """
         import json, os, pathlib, signal
         ckpt = pathlib.Path("ckpt.json")
         start = json.loads(ckpt.read_text())["epoch"] if ckpt.exists() else 0
@@ -170,7 +190,8 @@ def test_a_killed_run_resumes_from_its_persist_checkpoint(cluster, tmp_path):
                 pathlib.Path("kill-once").unlink()
                 os.kill(os.getpid(), signal.SIGKILL)
         pathlib.Path("model.txt").write_text(f"resumed at {start}")
-    """)
+    """,
+    )
     (repo / "kill-once").touch()
     (repo / "model.txt").write_text("stale")  # a non-persist out is removed before dispatch
     assert _grid(repo, "run", "--no-finish", "--gpus-per-run", "0", "--retries", "0", address=cluster).returncode == 1
@@ -182,15 +203,23 @@ def test_a_killed_run_resumes_from_its_persist_checkpoint(cluster, tmp_path):
 
 
 def test_fractional_gpus_pack_two_runs_on_one_gpu(cluster, tmp_path):
-    repo = _fake_repo(tmp_path / "repo", {
-        f"train_{k}": {"cmd": f"python record.py {k}.json", "deps": ["input.txt"], "outs": [f"{k}.json"]}
-        for k in "ab"})
-    _script(repo, "record.py", """
+    repo = _fake_repo(
+        tmp_path / "repo",
+        {
+            f"train_{k}": {"cmd": f"python record.py {k}.json", "deps": ["input.txt"], "outs": [f"{k}.json"]}
+            for k in "ab"
+        },
+    )
+    _script(
+        repo,
+        "record.py",
+        """
         import json, os, sys, time
         start = time.time(); time.sleep(3)
         json.dump({"gpu": os.environ["CUDA_VISIBLE_DEVICES"], "threads": os.environ["OMP_NUM_THREADS"],
                    "start": start, "end": time.time()}, open(sys.argv[1], "w"))
-    """)
+    """,
+    )
     done = _grid(repo, "run", "--no-finish", "--gpus-per-run", "0.5", "--cpus-per-run", "1", address=cluster)
     assert done.returncode == 0, done.stderr
     a, b = (json.loads((repo / f"{k}.json").read_text()) for k in "ab")
@@ -201,23 +230,32 @@ def test_fractional_gpus_pack_two_runs_on_one_gpu(cluster, tmp_path):
 def test_slurm_array_script_and_local_executor_then_collect(tmp_path):
     import submitit
 
-    repo = _fake_repo(tmp_path / "repo", {
-        "train": {"cmd": "echo w > model.txt", "deps": ["input.txt"], "outs": ["model.txt"]},
-        "evaluate": {"cmd": "cp model.txt eval.txt", "deps": ["model.txt"], "outs": ["eval.txt"]},
-        "train_other": {"cmd": "echo v > other.txt", "deps": ["input.txt"], "outs": ["other.txt"]},
-    })
+    repo = _fake_repo(
+        tmp_path / "repo",
+        {
+            "train": {"cmd": "echo w > model.txt", "deps": ["input.txt"], "outs": ["model.txt"]},
+            "evaluate": {"cmd": "cp model.txt eval.txt", "deps": ["model.txt"], "outs": ["eval.txt"]},
+            "train_other": {"cmd": "echo v > other.txt", "deps": ["input.txt"], "outs": ["other.txt"]},
+        },
+    )
     plan = make_plan(open_repo(repo))
     assert [[r.stage for r in chain] for chain in slurm.chains(plan)] == [["train", "evaluate"], ["train_other"]]
 
-    args = slurm.argparse.Namespace(time_min=90, cpus_per_run=4, signal_delay_s=120, max_parallel=8,
-                                    partition="gpu")
+    args = slurm.argparse.Namespace(time_min=90, cpus_per_run=4, signal_delay_s=120, max_parallel=8, partition="gpu")
     text = slurm.sbatch_text(slurm.executor_parameters(args, gpus=1), tmp_path / "logs", tasks=2)
-    for flag in ("--array=0-1%2", "--gpus-per-task=1", "--cpus-per-task=4", "--signal=USR2@120",
-                 "--partition=gpu", "--time=90"):
+    for flag in (
+        "--array=0-1%2",
+        "--gpus-per-task=1",
+        "--cpus-per-task=4",
+        "--signal=USR2@120",
+        "--partition=gpu",
+        "--time=90",
+    ):
         assert f"#SBATCH {flag}" in text, text
 
-    jobs = slurm.submit_array(submitit.LocalExecutor(folder=tmp_path / "submitit"), str(repo), plan,
-                              {"OMP_NUM_THREADS": "1"}, retries=0)
+    jobs = slurm.submit_array(
+        submitit.LocalExecutor(folder=tmp_path / "submitit"), str(repo), plan, {"OMP_NUM_THREADS": "1"}, retries=0
+    )
     assert [[r["returncode"] for r in job.result()] for job in jobs] == [[0, 0], [0]]
     assert set(_status(repo)) == {"train", "evaluate", "train_other"}  # finished, not yet committed
     assert _grid(repo, "collect", "--no-finish").returncode == 0

@@ -26,14 +26,21 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="dispatch the out-of-date stages, commit them, finish with dvc repro")
     collect = sub.add_parser("collect", help="commit the finished runs' stages, finish with dvc repro")
     for p in (run, collect):
-        p.add_argument("patterns", nargs="*", metavar="STAGE_PATTERN",
-                       help="stage names or globs, matched on the name before '@' or the full name "
-                            f"(default: {' '.join(planning.DEFAULT_PATTERNS)})")
+        p.add_argument(
+            "patterns",
+            nargs="*",
+            metavar="STAGE_PATTERN",
+            help="stage names or globs, matched on the name before '@' or the full name "
+            f"(default: {' '.join(planning.DEFAULT_PATTERNS)})",
+        )
         p.add_argument("--no-finish", action="store_true", help="skip the final `dvc repro` (report, paper)")
     run.add_argument("--backend", choices=("ray", "slurm"), default="ray")
     run.add_argument("--address", help="Ray cluster to join (auto | HOST:PORT); default: start a local one")
-    run.add_argument("--gpus-per-run", type=float,
-                     help="GPUs per run, fractional packs runs on one GPU (default: 1 if the cluster has GPUs, else 0)")
+    run.add_argument(
+        "--gpus-per-run",
+        type=float,
+        help="GPUs per run, fractional packs runs on one GPU (default: 1 if the cluster has GPUs, else 0)",
+    )
     run.add_argument("--cpus-per-run", type=int, default=1, help="CPUs per run; its torch threads (default 1)")
     run.add_argument("--retries", type=int, default=1, help="retries of a failed run before reporting it")
     run.add_argument("--dry-run", action="store_true", help="print the plan in order and exit")
@@ -112,8 +119,11 @@ def collect(args: argparse.Namespace) -> int:
         committed, refused = stages.commit(repo, stages.read_records(repo.root_dir, names))
     failures = [stages.Failure.of(repo.root_dir, name, why + "; not committed") for name, why in refused.items()]
     if len(names) > len(committed) + len(refused):
-        print(f"{len(names) - len(committed) - len(refused)} selected stages are out of date and left no record "
-              "(never dispatched, or still running)", flush=True)
+        print(
+            f"{len(names) - len(committed) - len(refused)} selected stages are out of date and left no record "
+            "(never dispatched, or still running)",
+            flush=True,
+        )
     return _finish(repo, args, _report(committed, failures))
 
 

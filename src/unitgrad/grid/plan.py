@@ -94,15 +94,16 @@ def _make_plan(repo, patterns: tuple[str, ...]) -> Plan:
             if stage in selected:
                 level[stage] = max((level[a] + 1 for a in ancestors[stage] if a in level), default=0)
     ordered = sorted(level, key=lambda s: (level[s], position[s]))
-    runs = tuple(Run(s.name, _commands(s), tuple(a.name for a in ordered if a in ancestors[s]))
-                 for s in ordered)
+    runs = tuple(Run(s.name, _commands(s), tuple(a.name for a in ordered if a in ancestors[s])) for s in ordered)
     return Plan(runs, tuple(s.name for s in sorted(needed, key=position.get) if s.cmd))
 
 
 def format_plan(plan: Plan, resources: str) -> str:
     """The plan as the `--dry-run` table: upstream stages, then one line per run in dispatch order."""
-    lines = [f"upstream (dvc repro first): {', '.join(plan.upstream) or 'none'}",
-             f"{len(plan.runs)} runs, each {resources}:"]
+    lines = [
+        f"upstream (dvc repro first): {', '.join(plan.upstream) or 'none'}",
+        f"{len(plan.runs)} runs, each {resources}:",
+    ]
     for i, run in enumerate(plan.runs, 1):
         after = f"  [after {', '.join(run.after)}]" if run.after else ""
         lines.append(f"{i:4d}  {run.stage}: {' && '.join(run.cmd)}{after}")

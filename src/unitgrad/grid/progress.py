@@ -26,8 +26,10 @@ class Progress:
         elapsed = time.monotonic() - self.start
         left = self.total - self.done - self.failed
         eta = _clock(elapsed / self.done * left) if self.done else "?"
-        return (f"done {self.done}/{self.total}, running {self.running}, failed {self.failed}, "
-                f"queued {left - self.running}, elapsed {_clock(elapsed)}, ETA {eta}")
+        return (
+            f"done {self.done}/{self.total}, running {self.running}, failed {self.failed}, "
+            f"queued {left - self.running}, elapsed {_clock(elapsed)}, ETA {eta}"
+        )
 
     def update(self, running: int) -> None:
         """Refresh the running count (the bar redraws; plain output waits for the next event)."""

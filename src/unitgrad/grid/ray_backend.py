@@ -54,7 +54,9 @@ def cluster_gpus() -> float:
     return ray.cluster_resources().get("GPU", 0.0)
 
 
-def run(repo, plan: Plan, resources: Resources, retries: int, progress: Progress) -> tuple[list[str], list[stages.Failure]]:
+def run(
+    repo, plan: Plan, resources: Resources, retries: int, progress: Progress
+) -> tuple[list[str], list[stages.Failure]]:
     """Dispatch the plan's runs on the connected Ray cluster; returns the committed stages and the failures."""
     import ray
 

@@ -21,8 +21,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("--backend slurm")
     group.add_argument("--partition", help="SLURM partition of the array and collect jobs")
     group.add_argument("--time-min", type=int, default=24 * 60, help="time limit per array task in minutes")
-    group.add_argument("--signal-delay-s", type=int, default=120,
-                       help="seconds before the limit at which a task is signalled to checkpoint and requeue")
+    group.add_argument(
+        "--signal-delay-s",
+        type=int,
+        default=120,
+        help="seconds before the limit at which a task is signalled to checkpoint and requeue",
+    )
     group.add_argument("--max-parallel", type=int, default=256, help="array tasks running at once")
 
 
@@ -71,8 +75,13 @@ class ChainTask(submitit.helpers.Checkpointable):
 
 def executor_parameters(args: argparse.Namespace, gpus: int) -> dict:
     """SlurmExecutor parameters of the array job: time, CPUs, GPUs per task, the requeue signal, parallelism."""
-    params = {"time": args.time_min, "cpus_per_task": args.cpus_per_run, "signal_delay_s": args.signal_delay_s,
-              "array_parallelism": args.max_parallel, "job_name": "unitgrad-grid"}
+    params = {
+        "time": args.time_min,
+        "cpus_per_task": args.cpus_per_run,
+        "signal_delay_s": args.signal_delay_s,
+        "array_parallelism": args.max_parallel,
+        "job_name": "unitgrad-grid",
+    }
     if gpus:
         params["gpus_per_task"] = gpus
     if args.partition:
@@ -85,8 +94,9 @@ def sbatch_text(params: dict, folder: Path, tasks: int) -> str:
     from submitit.slurm.slurm import _make_sbatch_string
 
     params = {k: v for k, v in params.items() if k != "array_parallelism"}
-    return _make_sbatch_string(command="<submitit command>", folder=str(folder), map_count=tasks,
-                               array_parallelism=min(tasks, 256), **params)
+    return _make_sbatch_string(
+        command="<submitit command>", folder=str(folder), map_count=tasks, array_parallelism=min(tasks, 256), **params
+    )
 
 
 def submit_array(executor, root: str, plan: Plan, env: dict, retries: int) -> list:
@@ -105,7 +115,11 @@ def submit(repo, plan: Plan, args: argparse.Namespace) -> int:
     folder = Path(root) / LOG_DIR / "slurm"
     gpus = 1 if args.gpus_per_run is None else int(args.gpus_per_run)
     executor = submitit.SlurmExecutor(folder=folder)
-    base = {"time": args.time_min, "job_name": "unitgrad-grid", **({"partition": args.partition} if args.partition else {})}
+    base = {
+        "time": args.time_min,
+        "job_name": "unitgrad-grid",
+        **({"partition": args.partition} if args.partition else {}),
+    }
     after = {}
     with stages.locked(repo):
         stale = [name for name in plan.upstream if stages.stages_by_name(repo)[name].changed()]
@@ -122,9 +136,13 @@ def submit(repo, plan: Plan, args: argparse.Namespace) -> int:
     jobs = submit_array(executor, root, plan, threads, args.retries)
     array_id = jobs[0].job_id.split("_")[0]
     command = [sys.executable, "-m", "unitgrad", "grid", "collect", *args.patterns] + (
-        ["--no-finish"] if args.no_finish else [])
+        ["--no-finish"] if args.no_finish else []
+    )
     executor.update_parameters(**base, cpus_per_task=2, dependency=f"afterany:{array_id}")
     final = executor.submit(submitit.helpers.CommandFunction(command, cwd=root))
-    print(f"submitted array job {array_id} ({len(jobs)} tasks, {len(plan.runs)} stages) and "
-          f"`unitgrad grid collect` job {final.job_id} after it; logs in {LOG_DIR}", flush=True)
+    print(
+        f"submitted array job {array_id} ({len(jobs)} tasks, {len(plan.runs)} stages) and "
+        f"`unitgrad grid collect` job {final.job_id} after it; logs in {LOG_DIR}",
+        flush=True,
+    )
     return 0

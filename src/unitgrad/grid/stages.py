@@ -78,17 +78,33 @@ def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, a
     shell = os.environ.get("SHELL") or "/bin/sh"  # like DVC: the user's shell
     started, returncode = time.time(), 0
     with log.open("a") as out:
-        out.write(f"# unitgrad grid: {name}, attempt {attempt}, CUDA_VISIBLE_DEVICES="
-                  f"{run_env.get('CUDA_VISIBLE_DEVICES', '')}\n")
+        out.write(
+            f"# unitgrad grid: {name}, attempt {attempt}, CUDA_VISIBLE_DEVICES="
+            f"{run_env.get('CUDA_VISIBLE_DEVICES', '')}\n"
+        )
         out.flush()
         for line in cmd:
-            returncode = subprocess.run([shell, "-c", line], cwd=root, env=run_env, stdout=out,
-                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL).returncode
+            returncode = subprocess.run(
+                [shell, "-c", line],
+                cwd=root,
+                env=run_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
+            ).returncode
             if returncode:
                 break
-    result = {"stage": name, "returncode": returncode, "attempt": attempt, "deps": deps,
-              "started": started, "seconds": time.time() - started, "log": str(log.relative_to(root)),
-              "last_line": last_line(log)}
+    result = {
+        "stage": name,
+        "returncode": returncode,
+        "attempt": attempt,
+        "deps": deps,
+        "started": started,
+        "seconds": time.time() - started,
+        "log": str(log.relative_to(root)),
+        "last_line": last_line(log),
+    }
     write_json(record, result)
     return result
 
