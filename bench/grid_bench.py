@@ -38,14 +38,15 @@ def bench_grid(repo: Path, quick: bool) -> dict:
         serial, grid = Path(tmp) / "serial" / repo.name, Path(tmp) / "grid" / repo.name
         serial.parent.mkdir()
         subprocess.run(["git", "clone", "--quiet", str(repo), str(serial)], check=True)
-        for clone in (serial, grid):
-            if (repo.parent / "shared").exists():
-                (clone.parent / "shared").symlink_to(repo.parent / "shared")
         env = dict(os.environ, PYTHONPATH=str(serial / "src"), DVC_NO_ANALYTICS="1", RAY_USAGE_STATS_ENABLED="0")
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.pop("OMP_NUM_THREADS", None)  # serial: torch's default threads
+        if (repo.parent / "shared").exists():  # ../shared holds the offline CIFAR-10 images
+            (serial.parent / "shared").symlink_to(repo.parent / "shared")
         _run(["dvc", "repro", "corrupt"], serial, env)  # upstream of both, untimed
         shutil.copytree(serial, grid, symlinks=True)
+        if (repo.parent / "shared").exists():  # ../shared holds the offline CIFAR-10 images
+            (grid.parent / "shared").symlink_to(repo.parent / "shared")
         serial_s = _run(["dvc", "repro", "--glob", *stages] if quick else ["dvc", "repro", *stages], serial, env)
         grid_env = dict(env, PYTHONPATH=str(grid / "src"))
         grid_s = _run(
