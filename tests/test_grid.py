@@ -104,6 +104,23 @@ def test_plan_of_the_real_dvc_yaml(tmp_path):
     assert [r.stage for r in make_plan(open_repo(repo), ("train_noise",)).runs] == ["train_noise@sgd-40-0"]
 
 
+def test_dry_run_of_the_paper_scale_lists_every_training_run(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    shutil.copy(ROOT / "params.paper.yaml", repo / "params.yaml")
+    _sh(["git", "init", "-q"], repo)
+    _sh(["dvc", "init", "-q"], repo)
+    out = _sh([sys.executable, "-m", "unitgrad", "grid", "run", "--dry-run", "train*"], repo)
+    params = yaml.safe_load((ROOT / "params.paper.yaml").read_text())
+    grid_, noise = params["grid"], params["noise"]
+    clean = len(grid_["datasets"]) * len(grid_["models"]) * len(grid_["optimizers"]) * len(grid_["seeds"])
+    noisy = len(noise["rates"]) * len(noise["optimizers"]) * len(noise["seeds"])
+    assert f"\n{clean + noisy} runs, each 1 CPU" in out
+    assert "train@cifar100-cifar_pyramidnet110_a270-pugd-4: unitgrad train --dataset cifar100" in out
+    assert "train_noise@asam-80-2: unitgrad train --dataset cifar10 --model cifar_resnet32" in out
+
+
 def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(_fake_repo(tmp_path / "repo", {"train": {"cmd": "true"}}))
     with pytest.raises(UnitgradError, match="stage pattern 'nope' matches no stage.*train"):
