@@ -71,9 +71,20 @@ def _report(committed: list[str], failures: list) -> int:
 
 
 def _finish(repo, args, status: int) -> int:
-    if status == 0 and not args.no_finish:
-        stages.reproduce(repo, None)
-    return status
+    """`dvc repro` for what is left (report, paper), unless a grid stage is still out of date: DVC would then
+    train it here, one at a time."""
+    if status != 0 or args.no_finish:
+        return status
+    left = planning.make_plan(repo).runs
+    if left:
+        print(
+            f"not finishing: {len(left)} training/evaluation stages are still out of date (e.g. {left[0].stage}); "
+            "run them with `unitgrad grid run`, then the final `dvc repro` follows",
+            flush=True,
+        )
+        return 1
+    stages.reproduce(repo, None)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,12 +129,6 @@ def collect(args: argparse.Namespace) -> int:
         names = [s.name for s in planning.select(repo.index.graph, tuple(args.patterns)) if s.changed()]
         committed, refused = stages.commit(repo, stages.read_records(repo.root_dir, names))
     failures = [stages.Failure.of(repo.root_dir, name, why + "; not committed") for name, why in refused.items()]
-    if len(names) > len(committed) + len(refused):
-        print(
-            f"{len(names) - len(committed) - len(refused)} selected stages are out of date and left no record "
-            "(never dispatched, or still running)",
-            flush=True,
-        )
     return _finish(repo, args, _report(committed, failures))
 
 
