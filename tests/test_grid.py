@@ -133,13 +133,15 @@ def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_grid_run_equals_serial_dvc_repro(cluster, tmp_path):
-    source = _image_folder(tmp_path)
-    serial, parallel = _real_repo(tmp_path / "serial", source), _real_repo(tmp_path / "grid", source)
+    serial = _real_repo(tmp_path / "serial", _image_folder(tmp_path))
+    _sh(["dvc", "repro", "corrupt"], serial)  # the upstream stages, shared by both sides
+    parallel = tmp_path / "grid"
+    shutil.copytree(serial, parallel, symlinks=True)
     _sh(["dvc", "repro", "evaluate", "evaluate_noise"], serial)
-
     done = _grid(parallel, "run", "--gpus-per-run", "0", address=cluster)
     # every stage but the paper, without TeX: the finishing `dvc repro` stops there with the latexmk hint
     assert (done.returncode == 0) == bool(shutil.which("latexmk")), done.stderr[-3000:]
+    assert shutil.which("latexmk") or "latexmk" in done.stderr
     assert set(_status(parallel)) <= (set() if shutil.which("latexmk") else {"paper"})
     assert "Running stage" not in _sh(["dvc", "repro", "report_claims", "report_figures", "toy"], parallel)
     runs = sorted((serial / "results" / "runs").rglob("eval.json"))
