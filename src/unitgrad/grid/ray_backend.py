@@ -121,6 +121,6 @@ def run(
 def _started(log: Path, submitted: float) -> bool:
     """A run has started once its task wrote its log line for this attempt."""
     try:
-        return log.stat().st_mtime >= submitted - 1
+        return log.stat().st_mtime >= submitted
     except FileNotFoundError:
         return False
