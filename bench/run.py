@@ -31,6 +31,8 @@ sys.path.insert(0, str(REPO / "src"))  # measure this checkout's unitgrad, whate
 
 import numpy as np
 import torch
+from grid_bench import bench_grid
+from grid_bench import render as render_grid
 from harness import (
     CLOCKS,
     TWO_PASS_METHODS,
@@ -84,6 +86,8 @@ FULL = Config(("cifar_resnet18", "cifar_wrn28_10"), 25, "cifar_resnet8", 128, 40
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, no pipeline (about a minute)")
+    parser.add_argument("--grid", action="store_true",
+                        help="only grid_speedup_vs_serial (with --quick: on 4 runs, a check of the path, not judged)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")
     parser.add_argument(
@@ -536,6 +540,8 @@ def render_markdown(summary: dict) -> str:
         "",
         f"Speedup **{ld['speedup']:.1f}×** (target ≥ {ld['target']:g}×: {_verdict(ld['meets_target'])}).",
     ]
+    if "grid_speedup_vs_serial" in summary:
+        lines += render_grid(summary["grid_speedup_vs_serial"])
     if "pipeline" in summary:
         pl = summary["pipeline"]
         lines += [
@@ -571,6 +577,7 @@ def run(cfg: Config, device: torch.device, out: Path, mode: str) -> dict:
     summary["loader_speedup_vs_dataloader"] = bench_loader(cfg, device)
     if cfg.pipeline:
         summary["pipeline"] = bench_pipeline()
+        summary["grid_speedup_vs_serial"] = bench_grid(REPO, quick=False)
     summary["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_json(out / "summary.json", summary)
     write_text(out / f"{device.type}.md", render_markdown(summary))
@@ -593,11 +600,22 @@ def main(argv: list[str] | None = None) -> int:
     clock = args.clock or ("cpu" if device.type == "cpu" else "wall")
     cfg = dataclasses.replace(QUICK if args.quick else FULL, clock=clock)
     try:
+        if args.grid:
+            return _grid_only(args)
         run(cfg, device, args.out, "quick" if args.quick else "full")
     except UnitgradError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print((args.out / f"{device.type}.md").read_text())
+    return 0
+
+
+def _grid_only(args: argparse.Namespace) -> int:
+    """`--grid`: only grid_speedup_vs_serial, written to <out>/grid.md and grid.json."""
+    result = bench_grid(REPO, quick=args.quick)
+    write_json(args.out / "grid.json", result)
+    write_text(args.out / "grid.md", "\n".join(render_grid(result)[1:]) + "\n")
+    print((args.out / "grid.md").read_text())
     return 0
 
 

@@ -21,6 +21,7 @@ COMMANDS = {
     "report": ("unitgrad.report.cli:main", "aggregate runs into CSVs, figures, tables, claims"),
     "paper": ("unitgrad.report.paper:main", "build paper/main.pdf with Typst (no TeX needed)"),
     "toy": ("unitgrad.toy:main", "optimizer paths on a 2-D loss surface"),
+    "grid": ("unitgrad.grid.cli:main", "run the training/evaluation stages in parallel (Ray, SLURM), commit to DVC"),
 }
 
 

@@ -1,0 +1,148 @@
+"""The grid on SLURM through submitit: one array job of the selected stages and a dependent `grid collect` job.
+
+Each array task runs one chain of dependent stages (a training, then its evaluations) in order. SLURM sends
+the task a signal before its time limit or preemption; submitit then requeues it, and the training resumes from
+its `persist` checkpoint, which removing outputs keeps. The login node only reads the index and submits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import submitit
+
+from unitgrad.grid import stages
+from unitgrad.grid.plan import LOG_DIR, Plan, Run
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("--backend slurm")
+    group.add_argument("--partition", help="SLURM partition of the array and collect jobs")
+    group.add_argument("--time-min", type=int, default=24 * 60, help="time limit per array task in minutes")
+    group.add_argument(
+        "--signal-delay-s",
+        type=int,
+        default=120,
+        help="seconds before the limit at which a task is signalled to checkpoint and requeue",
+    )
+    group.add_argument("--max-parallel", type=int, default=256, help="array tasks running at once")
+
+
+def chains(plan: Plan) -> list[list[Run]]:
+    """The plan's runs grouped into chains of dependent runs, each in plan (dependency) order."""
+    group_of: dict[str, int] = {}
+    groups: list[list[Run]] = []
+    for run in plan.runs:
+        joined = sorted({group_of[a] for a in run.after if a in group_of})
+        if not joined:
+            groups.append([])
+            joined = [len(groups) - 1]
+        target = joined[0]
+        for other in joined[1:]:  # a run that waits for two chains merges them
+            groups[target] += groups[other]
+            groups[other] = []
+            group_of.update({r.stage: target for r in groups[target]})
+        groups[target].append(run)
+        group_of[run.stage] = target
+    return [g for g in groups if g]
+
+
+class ChainTask(submitit.helpers.Checkpointable):
+    """One array task: run each stage of a chain that has no successful record yet, stop at the first failure.
+
+    Being `Checkpointable`, it is requeued with the same arguments when SLURM signals it.
+    """
+
+    def __call__(self, root: str, chain: list[tuple[str, tuple[str, ...]]], env: dict, retries: int) -> list[dict]:
+        results = []
+        for name, cmd in chain:
+            done = stages.read_records(root, [name])
+            if done and done[0]["returncode"] == 0:
+                results.append(done[0])
+                continue
+            for attempt in range(1, retries + 2):
+                deps = stages.prepare(stages.open_repo(root), name)
+                result = stages.execute(root, name, cmd, deps, env, attempt)
+                if result["returncode"] == 0:
+                    break
+            results.append(result)
+            if result["returncode"] != 0:
+                break
+        return results
+
+
+def executor_parameters(args: argparse.Namespace, gpus: int) -> dict:
+    """SlurmExecutor parameters of the array job: time, CPUs, GPUs per task, the requeue signal, parallelism."""
+    params = {
+        "time": args.time_min,
+        "cpus_per_task": args.cpus_per_run,
+        "signal_delay_s": args.signal_delay_s,
+        "array_parallelism": args.max_parallel,
+        "job_name": "unitgrad-grid",
+    }
+    if gpus:
+        params["gpus_per_task"] = gpus
+    if args.partition:
+        params["partition"] = args.partition
+    return params
+
+
+def sbatch_text(params: dict, folder: Path, tasks: int) -> str:
+    """The sbatch script submitit writes for an array of `tasks` with these parameters (inspectable offline)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = {k: v for k, v in params.items() if k != "array_parallelism"}
+    return _make_sbatch_string(
+        command="<submitit command>", folder=str(folder), map_count=tasks, array_parallelism=min(tasks, 256), **params
+    )
+
+
+def submit_array(executor, root: str, plan: Plan, env: dict, retries: int) -> list:
+    """Submit one array task per chain; clears the chains' old logs and records first."""
+    for run in plan.runs:
+        for path in (Path(root) / run.log, Path(root) / run.record):
+            path.unlink(missing_ok=True)
+    groups = [[(run.stage, run.cmd) for run in chain] for chain in chains(plan)]
+    n = len(groups)
+    return executor.map_array(ChainTask(), [root] * n, groups, [env] * n, [retries] * n)
+
+
+def submit(repo, plan: Plan, args: argparse.Namespace) -> int:
+    """Submit the upstream `dvc repro` (if needed), the array, and `grid collect` after it; print their ids."""
+    root = repo.root_dir
+    folder = Path(root) / LOG_DIR / "slurm"
+    gpus = 1 if args.gpus_per_run is None else int(args.gpus_per_run)
+    executor = submitit.SlurmExecutor(folder=folder)
+    base = {
+        "time": args.time_min,
+        "job_name": "unitgrad-grid",
+        **({"partition": args.partition} if args.partition else {}),
+    }
+    after = {}
+    with stages.locked(repo):
+        stale = [name for name in plan.upstream if stages.stages_by_name(repo)[name].changed()]
+    if stale:
+        executor.update_parameters(**base, cpus_per_task=4)
+        upstream = executor.submit(submitit.helpers.CommandFunction(["dvc", "repro", *stale], cwd=root))
+        after = {"dependency": f"afterok:{upstream.job_id}"}
+        print(f"submitted upstream dvc repro {' '.join(stale)}: job {upstream.job_id}", flush=True)
+    if not plan.runs:
+        print("grid: every selected stage is up to date", flush=True)
+        return 0
+    threads = {"OMP_NUM_THREADS": str(args.cpus_per_run), "MKL_NUM_THREADS": str(args.cpus_per_run)}
+    executor.update_parameters(**executor_parameters(args, gpus), **after)
+    jobs = submit_array(executor, root, plan, threads, args.retries)
+    array_id = jobs[0].job_id.split("_")[0]
+    command = [sys.executable, "-m", "unitgrad", "grid", "collect", *args.patterns] + (
+        ["--no-finish"] if args.no_finish else []
+    )
+    executor.update_parameters(**base, cpus_per_task=2, dependency=f"afterany:{array_id}")
+    final = executor.submit(submitit.helpers.CommandFunction(command, cwd=root))
+    print(
+        f"submitted array job {array_id} ({len(jobs)} tasks, {len(plan.runs)} stages) and "
+        f"`unitgrad grid collect` job {final.job_id} after it; logs in {LOG_DIR}",
+        flush=True,
+    )
+    return 0
