@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from fixtures.params import write_params
 import pytest
 
 from unitgrad.report import claims, protocols
@@ -485,7 +486,7 @@ def test_protocols_survive_the_csv_round_trip_of_the_report_stage(tmp_path):
     results = tmp_path / "results"
     for name, frame in {"runs": runs, "summary": _summary(runs), "paired": NO_PAIRS}.items():
         write_csv(frame, results / f"{name}.csv")
-    (tmp_path / "params.yaml").write_text("scale: paper\nreport: {min_seeds_for_verdict: 3, match_tolerance_pp: 0.5}\n")
+    write_params(tmp_path / "params.yaml", scale="paper")
     args = ["--params", str(tmp_path / "params.yaml"), "--results", str(results)]
     assert report_main(["claims", *args, "--paper-tables", str(tmp_path / "tables")]) == 0
     text = (results / "claims.md").read_text()

@@ -15,48 +15,40 @@ from unitgrad.device import resolve_device
 from unitgrad.errors import UnitgradError
 from unitgrad.provenance import device_name
 from unitgrad.schema import Params
+from unitgrad.studies import selected_runs
+from unitgrad.train.config import RunConfig
 
 CLASSES = {"cifar10": 10, "cifar100": 100}
 
 
-def plan(params: Params) -> list[tuple[str, int, str]]:
-    """(stage, runs, what they run) for every stage of dvc.yaml, from the matrices it expands."""
-    grid, noise, optim, epochs = params.grid, params.noise, params.optim, params.train.epochs
-
-    def epochs_of(names: list[str]) -> str:
-        return ", ".join(f"{name} {round(epochs * optim[name].epochs_factor)}" for name in names)
-
-    clean = len(grid.datasets) * len(grid.models) * len(grid.optimizers) * len(grid.seeds)
-    noisy = len(noise.optimizers) * len(noise.rates) * len(noise.seeds)
-    datasets = ", ".join(grid.datasets)
-    per_class = params.data.loader.train_per_class
-    images = {d: per_class * CLASSES[d] if per_class else "all" for d in grid.datasets}
+def plan(params: Params, source: str = "params.yaml") -> list[tuple[str, int, str]]:
+    """(stage, runs, what they run) for every stage of dvc.yaml, from the studies its matrices expand; every
+    run's overrides resolved (and so validated) on the way."""
+    datasets = ", ".join(params.data.datasets)
     corruption = "CIFAR-C: " + ("generated" if params.data.corruptions.source == "generate" else "official files")
-    return [
-        ("prepare", len(grid.datasets), datasets),
-        ("corrupt", len(grid.datasets), f"{datasets} ({corruption})"),
-        (
-            "train",
-            clean,
-            f"{', '.join(grid.models)}; epochs: {epochs_of(grid.optimizers)}; "
-            f"training images: {', '.join(f'{d} {n}' for d, n in images.items())}",
-        ),
-        (
-            "train_noise",
-            noisy,
-            f"{noise.model} on {noise.dataset}, {noise.kind} {'/'.join(map(str, noise.rates))} %; "
-            f"epochs: {epochs_of(noise.optimizers)}",
-        ),
-        ("evaluate", clean, "clean test set" + (" + corruptions" if params.evaluate.corruptions else "")),
-        ("evaluate_noise", noisy, "clean test set"),
+    rows = [("prepare", len(params.data.datasets), datasets), ("corrupt", len(params.data.datasets), corruption)]
+    for name, study in params.studies.items():
+        runs = selected_runs(params, name)
+        configs = [RunConfig.for_run(params, run, source) for run in runs]
+        epochs = {cfg.optimizer: cfg.epochs for cfg in configs}
+        images = {cfg.train_per_class * CLASSES[cfg.dataset] if cfg.train_per_class else "all" for cfg in configs}
+        batches = sorted({cfg.batch_size for cfg in configs})
+        what = (
+            f"{', '.join(study.models)} on {', '.join(study.datasets)}, noise {'/'.join(map(str, study.noise))} %; "
+            f"epochs: {', '.join(f'{o} {e}' for o, e in epochs.items())}; batch {'/'.join(map(str, batches))}; "
+            f"training images: {'/'.join(map(str, sorted(images, key=str)))}"
+        )
+        rows += [(f"train_{name}", len(runs), what), (f"evaluate_{name}", len(runs), "clean test set")]
+    rows += [
         ("toy", 1, f"{len(params.toy.optimizers)} paths × {params.toy.steps} steps"),
         ("report", 4, "aggregate, figures, tables, claims"),
     ]
+    return rows
 
 
 def describe(params: Params, source: str) -> str:
     """The report `unitgrad params check` prints for the valid `params` read from `source`."""
-    rows = plan(params)
+    rows = plan(params, source)
     width = max(len(stage) for stage, _, _ in rows)
     lines = [f"{source}: valid ({params.scale} scale)"]
     lines += [f"  {stage:<{width}}  {runs:>4}  {what}" for stage, runs, what in rows]

@@ -1,8 +1,8 @@
 """RunId: the identity of one run and the one place that knows the run-directory layout.
 
-    results/runs/<dataset>/<model>/<optimizer>/noise<pct>/seed<k>/   train/ (unitgrad train), eval.json
+    results/runs/<study>/<dataset>/<model>/<optimizer>/noise<pct>/seed<k>/   train/ (unitgrad train), eval.json
 
-`noise` is the percent of training labels flipped (the `noise<pct>` folder and `noise.rates`); the
+`noise` is the percent of training labels flipped (the `noise<pct>` folder and `studies.*.noise`); the
 training code uses the fraction `noise / 100`. dvc.yaml writes the same layout with `${item.*}` values
 (tested against `RunId.LAYOUT`).
 """
@@ -20,13 +20,14 @@ RUNS_ROOT = Path("results/runs")
 
 @dataclasses.dataclass(frozen=True, order=True)
 class RunId:
+    study: str
     dataset: str
     model: str
     optimizer: str
     noise: int  # percent
     seed: int
 
-    LAYOUT = "{dataset}/{model}/{optimizer}/noise{noise}/seed{seed}"  # the one statement of the layout
+    LAYOUT = "{study}/{dataset}/{model}/{optimizer}/noise{noise}/seed{seed}"  # the one statement of the layout
     DEPTH = LAYOUT.count("/") + 1
     INTEGERS = ("noise", "seed")
 
@@ -39,7 +40,7 @@ class RunId:
         return Path(self.LAYOUT.format(**dataclasses.asdict(self)))
 
     def to_path(self, root: str | Path = RUNS_ROOT) -> Path:
-        """`root/<dataset>/<model>/<optimizer>/noise<pct>/seed<k>`."""
+        """`root/<study>/<dataset>/<model>/<optimizer>/noise<pct>/seed<k>`."""
         return Path(root) / self.relative()
 
     @classmethod
@@ -59,7 +60,7 @@ class RunId:
     @classmethod
     def glob(cls) -> str:
         """The glob matching every run directory under a root."""
-        return cls.LAYOUT.format(dataset="*", model="*", optimizer="*", noise="*", seed="*")
+        return cls.LAYOUT.format(**{field.name: "*" for field in dataclasses.fields(cls)})
 
 
 def _layout_pattern() -> re.Pattern[str]:

@@ -58,6 +58,9 @@ class Loader(Section):
 
 
 class Data(Section):
+    datasets: Annotated[list[Dataset], Field(min_length=1)] = _field(
+        "datasets prepared and corrupted (dvc.yaml's prepare and corrupt stages); every study's are among them"
+    )
     sources: dict[Dataset, Source] = _field(
         "per dataset: official, a path to the official tarball, an image-folder archive or directory, "
         "or a list of such candidates tried in order"
@@ -66,22 +69,32 @@ class Data(Section):
     loader: Loader
 
 
-class Grid(Section):
+StudyName = Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+class Rule(Section):
+    """Overrides for the runs of a study that match every given field (a field left out matches all)."""
+
+    dataset: Dataset | None = _field("runs on this dataset", default=None)
+    model: NonEmptyStr | None = _field("runs of this model", default=None)
+    optimizer: NonEmptyStr | None = _field("runs of this optimizer name", default=None)
+    noise: Percent | None = _field("runs at this label-noise percent", default=None)
+    set: dict[str, Any] = _field("dotted keys (train.*, model.*, data.loader.*, optim.*) and their values")
+
+
+class Study(Section):
+    """One source's protocol: the runs datasets × models × optimizers × noise × seeds, with its overrides."""
+
+    source: NonEmptyStr = _field("whose protocol the study follows")
     datasets: Annotated[list[Dataset], Field(min_length=1)] = _field("datasets trained and evaluated")
     models: Names = _field("timm model names")
     optimizers: Names = _field("names under optim")
-    seeds: Seeds = _field("run seeds (initialisation, data order)")
-
-
-class Noise(Section):
-    dataset: Dataset = _field("dataset of the label-noise study")
-    model: NonEmptyStr = _field("timm model name of the label-noise study")
-    kind: Literal["symmetric", "asymmetric"] = _field("how training labels flip (test labels never change)")
-    rates: Annotated[list[Annotated[int, Field(ge=1, le=100)]], Field(min_length=1)] = _field(
-        "percent of training labels flipped"
-    )
-    optimizers: Names = _field("names under optim")
-    seeds: Seeds = _field("run seeds")
+    noise: Annotated[list[Percent], Field(min_length=1)] = _field("percent of training labels flipped; 0 = clean")
+    noise_kind: Literal["symmetric", "asymmetric"] = _field("how training labels flip (test labels never change)")
+    seeds: Seeds = _field("run seeds (initialisation, data order, which labels flip)")
+    set: dict[str, Any] = _field("dotted keys (train.*, model.*, data.loader.*, optim.*) set for every run")
+    when: list[Rule] = _field("further overrides for the matching runs, applied in order after `set`")
 
 
 class Model(Section):
@@ -106,6 +119,9 @@ class Train(Section):
     amp: Literal["bf16", "none"] = _field("bf16 autocast (on CUDA only) for training and evaluation")
     channels_last: bool = _field("channels-last memory format (on CUDA only)")
     compile: bool = _field("torch.compile the model")
+    lr_update: Literal["step", "epoch"] = _field(
+        "the warmup-cosine LR changes every optimizer step, or once per epoch (the official PUGD code)"
+    )
     eval_every: int = _field("epochs between test evaluations for the learning curves", ge=1)
     monitor_per_class: int | None = _field(
         "class-balanced test subset for those curves; null = all (evaluate scores all)", ge=1
@@ -129,18 +145,27 @@ class SGDMethod(Method):
     pass
 
 
-class SAMMethod(Method):
+class TwoPassMethod(Method):
+    m: int | None = _field("m-sharpness: images per perturbation (a divisor of the batch); null = the whole batch",
+                           default=None, ge=1)
+
+
+class SAMMethod(TwoPassMethod):
     rho: PerDataset = _field("perturbation radius, or one per dataset")
     hyperparameters = ("rho",)
 
 
-class ASAMMethod(Method):
+class ASAMMethod(TwoPassMethod):
     rho: PerDataset = _field("perturbation radius, or one per dataset")
     eta: PerDataset = _field("added to |w| in the scaling T = |w| + eta")
-    hyperparameters = ("rho", "eta")
+    rule: Literal["paper", "official"] = _field(
+        "paper: T for every parameter; official: T only for parameters named *weight* (SamsungLabs/ASAM)",
+        default="paper",
+    )
+    hyperparameters = ("rho", "eta", "rule")
 
 
-class PUGDMethod(Method):
+class PUGDMethod(TwoPassMethod):
     rho: PerDataset = _field("the paper's gamma: perturbation radius in unit-gradient space")
     hyperparameters = ("rho",)
 
@@ -219,6 +244,8 @@ class Toy(Section):
 
 
 class Report(Section):
+    main_study: StudyName = _field("the study whose clean and corruption runs the figures and tables show")
+    noise_study: StudyName = _field("the study whose label-noise runs the figures and tables show")
     reference_optimizer: NonEmptyStr = _field("paired comparisons: every optimizer against this one")
     baseline_optimizer: NonEmptyStr = _field("... and against this one")
     min_seeds_for_verdict: int = _field("fewer paired seeds give no verdict", ge=2)
@@ -228,8 +255,9 @@ class Report(Section):
 class Params(Section):
     scale: Literal["smoke", "paper"] = _field("which claims apply: smoke runs check no published number")
     data: Data
-    grid: Grid
-    noise: Noise
+    studies: Annotated[dict[StudyName, Study], Field(min_length=1)] = _field(
+        "named studies, each one source's protocol (dvc.yaml has a train_<study> and evaluate_<study> stage)"
+    )
     model: Model
     train: Train
     optim: Optim
@@ -240,17 +268,26 @@ class Params(Section):
     @model_validator(mode="after")
     def _consistent(self) -> Params:
         names = self.optim.names()
-        for key, chosen in (("grid.optimizers", self.grid.optimizers), ("noise.optimizers", self.noise.optimizers)):
-            for name in chosen:
+        for study_name, study in self.studies.items():
+            for name in study.optimizers:
                 if name not in names:
                     raise _error(
-                        tuple(key.split(".")), f"'{name}' has no optim.{name} entry{did_you_mean(name, names)}"
+                        ("studies", study_name, "optimizers"),
+                        f"'{name}' has no optim.{name} entry{did_you_mean(name, names)}",
                     )
+        for key in ("main_study", "noise_study"):
+            name = getattr(self.report, key)
+            if name not in self.studies:
+                raise _error(("report", key), f"'{name}' is not a study{did_you_mean(name, list(self.studies))}")
         for key in ("reference_optimizer", "baseline_optimizer"):
             name = getattr(self.report, key)
             if name not in names:
                 raise _error(("report", key), f"'{name}' has no optim.{name} entry{did_you_mean(name, names)}")
-        datasets = sorted({*self.grid.datasets, self.noise.dataset})
+        for study_name, study in self.studies.items():
+            for dataset in study.datasets:
+                if dataset not in self.data.datasets:
+                    raise _error(("studies", study_name, "datasets"), f"'{dataset}' is not in data.datasets: add it")
+        datasets = self.data.datasets
         for dataset in datasets:
             if dataset not in self.data.sources:
                 raise _error(("data", "sources"), f"no source for '{dataset}': add {dataset}: official")
@@ -262,6 +299,9 @@ class Params(Section):
                     ("optim", name, "epochs_factor"),
                     f"{entry.epochs_factor} × train.epochs ({self.train.epochs}) is not a whole number of epochs",
                 )
+            m = getattr(entry, "m", None)
+            if m is not None and self.train.batch_size % m:
+                raise _error(("optim", name, "m"), f"{m} does not divide train.batch_size ({self.train.batch_size})")
             for key in entry.hyperparameters:
                 value = getattr(entry, key)
                 missing = [d for d in datasets if isinstance(value, dict) and d not in value]

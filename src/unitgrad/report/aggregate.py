@@ -1,8 +1,9 @@
-"""Collect every run under results/runs into tidy tables: runs, summary, paired comparisons, curves.
+"""Collect the selected runs into tidy tables: runs, summary, paired comparisons, curves.
 
-A run directory is `<root>/<dataset>/<model>/<optimizer>/noise<pct>/seed<seed>/` (`unitgrad.runs.RunId`);
-its identity comes from that path, its numbers from
-`train/dvclive/metrics.json`, `train/dvclive/plots/metrics/**.tsv`, `train/run.json` and `eval.json`.
+A run directory is `<root>/<study>/<dataset>/<model>/<optimizer>/noise<pct>/seed<seed>/` (`unitgrad.runs.RunId`);
+its identity comes from that path, its numbers from `train/dvclive/metrics.json`,
+`train/dvclive/plots/metrics/**.tsv`, `train/run.json` and `eval.json`, and its protocol (the fields a
+published number's source fixed: batch, LR, rho, m, ...) from the config recorded in run.json.
 Accuracies stay fractions in [0, 1] here; figures and tables show percentages.
 """
 
@@ -17,33 +18,35 @@ import numpy as np
 import pandas as pd
 
 from unitgrad.errors import UnitgradError
+from unitgrad.report.references import PROTOCOL_FIELDS
 from unitgrad.report.stats import describe, paired_difference
 from unitgrad.runs import RunId
 
-ID_COLUMNS = ["dataset", "model", "optimizer", "noise", "seed"]
-CONFIG_COLUMNS = ["dataset", "model", "optimizer", "noise"]
+ID_COLUMNS = ["study", "dataset", "model", "optimizer", "noise", "seed"]
+CONFIG_COLUMNS = ["study", "dataset", "model", "optimizer", "noise"]
 SCALE_COLUMNS = ["epochs", "train_size"]
+PROTOCOL_COLUMNS = [f for f in PROTOCOL_FIELDS if f not in ("model", *SCALE_COLUMNS)]
+TEST_SIZE = 10_000  # CIFAR-10/100: the monitored test set when train.monitor_per_class is null
 # Metrics worth a paired test: the paper's claims are about clean accuracy and corruption robustness.
 PAIRED_METRICS = ("clean_acc", "mca")
-PAIRED_COLUMNS = ["dataset", "model", "noise", "metric", "optimizer", "reference", "n", "mean_diff",
+PAIRED_COLUMNS = ["study", "dataset", "model", "noise", "metric", "optimizer", "reference", "n", "mean_diff",
                   "ci95_low", "ci95_high", "p_value", "note"]
 
-_NO_RUNS_FIX = "run `dvc repro train` (and `dvc repro evaluate`) first"
+_NO_RUNS_FIX = "run `dvc repro` (or `unitgrad grid run`) first"
 
 
-def find_runs(root: str | Path) -> list[Path]:
-    """Run directories under `root` that hold training metrics or an evaluation, sorted."""
+def finished(root: str | Path, selected: list[RunId]) -> list[Path]:
+    """The directories of the `selected` runs under `root` that hold training metrics or an evaluation."""
     root = Path(root)
     if not root.is_dir():
         raise UnitgradError(f"{root} does not exist: {_NO_RUNS_FIX}")
-    runs = sorted(
-        seed_dir
-        for seed_dir in root.glob(RunId.glob())
-        if RunId.is_run_dir(seed_dir)
-        and ((seed_dir / "train/dvclive/metrics.json").is_file() or (seed_dir / "eval.json").is_file())
-    )
+    runs = [
+        run.to_path(root)
+        for run in selected
+        if (run.to_path(root) / "train/dvclive/metrics.json").is_file() or (run.to_path(root) / "eval.json").is_file()
+    ]
     if not runs:
-        raise UnitgradError(f"no finished runs under {root}: {_NO_RUNS_FIX}")
+        raise UnitgradError(f"none of the {len(selected)} selected runs has finished under {root}: {_NO_RUNS_FIX}")
     return runs
 
 
@@ -57,7 +60,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _identity(run: Path) -> dict[str, Any]:
     """The ID columns of the run in `run`; noise as the fraction of labels flipped."""
     run_id = RunId.from_path(run)
-    return {"dataset": run_id.dataset, "model": run_id.model, "optimizer": run_id.optimizer,
+    return {"study": run_id.study, "dataset": run_id.dataset, "model": run_id.model, "optimizer": run_id.optimizer,
             "noise": run_id.noise_rate, "seed": run_id.seed}  # fmt: skip - the ID columns in one row
 
 
@@ -106,24 +109,54 @@ def read_run(run: Path) -> tuple[dict[str, Any], dict[str, float], list[tuple[st
         for corruption, by_severity in (evaluation.get("corruption") or {}).items():
             for severity, acc in by_severity.items():
                 metrics[f"corruption/{corruption}/{int(severity)}"] = float(acc)
+    test_accs = [value for metric, _, value in curves if metric == "test_acc"]
+    if test_accs:  # the best epoch's test accuracy (on the monitored test images: see monitor_size)
+        metrics["best_acc"] = max(test_accs)
     # The logged curves say how many epochs actually ran (sgd_2x doubles them); the config is the fallback.
     epochs = 1 + max(epoch for _, epoch, _ in curves) if curves else config.get("epochs")
     scale = {"epochs": float(epochs) if epochs is not None else math.nan, "train_size": math.nan}
     if (train / "labels.npz").is_file():
         with np.load(train / "labels.npz") as labels:
             scale["train_size"] = float(len(labels["train_indices"]))
-    return {**ident, **scale}, metrics, curves
+    return {**ident, **scale, **protocol(config)}, metrics, curves
 
 
-def collect(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(runs, curves): one tidy row per run × final metric, and one per run × metric × epoch."""
+def protocol(config: dict[str, Any]) -> dict[str, Any]:
+    """The protocol fields of a run from its recorded config (NaN or "" where it has none, e.g. rho of SGD)."""
+    if not config:
+        return dict.fromkeys(PROTOCOL_COLUMNS, math.nan)
+    kwargs = config.get("optimizer_kwargs", {})
+    two_pass = config.get("method") in ("sam", "asam", "pugd")
+    augmentation = [f"crop{config['crop_padding']}"] if config.get("crop_padding") else []
+    augmentation += ["flip"] if config.get("flip") else []
+    augmentation += [f"cutout{config['cutout']}"] if config.get("cutout") else []
+    per_class = config.get("monitor_per_class")
+    classes = 100 if config.get("dataset") == "cifar100" else 10
+    return {
+        "batch_size": config.get("batch_size", math.nan),
+        "lr": kwargs.get("lr", math.nan),
+        "weight_decay": kwargs.get("weight_decay", math.nan),
+        "rho": kwargs.get("rho", math.nan),
+        "m": (config.get("m") or config.get("batch_size", math.nan)) if two_pass else math.nan,
+        "label_smoothing": config.get("label_smoothing", math.nan),
+        "augmentation": "+".join(augmentation) or "none",
+        "bn_update": config.get("bn_update", "") if two_pass else "",
+        "asam_rule": kwargs.get("rule", ""),
+        "noise_kind": config.get("noise_kind") or "",
+        "monitor_size": TEST_SIZE if per_class is None else per_class * classes,
+    }
+
+
+def collect(root: str | Path, selected: list[RunId]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, curves) of the finished `selected` runs: one tidy row per run × final metric, one per run × metric
+    × epoch."""
     run_rows, curve_rows = [], []
-    for run in find_runs(root):
+    for run in finished(root, selected):
         ident, metrics, curves = read_run(run)
         run_rows += [{**ident, "metric": m, "value": v} for m, v in metrics.items()]
         curve_rows += [{**{k: ident[k] for k in ID_COLUMNS}, "epoch": e, "metric": m, "value": v}
                        for m, e, v in curves]
-    runs = pd.DataFrame(run_rows, columns=ID_COLUMNS + SCALE_COLUMNS + ["metric", "value"])
+    runs = pd.DataFrame(run_rows, columns=ID_COLUMNS + SCALE_COLUMNS + PROTOCOL_COLUMNS + ["metric", "value"])
     curves = pd.DataFrame(curve_rows, columns=ID_COLUMNS + ["epoch", "metric", "value"])
     return runs.sort_values(ID_COLUMNS + ["metric"], ignore_index=True), curves.sort_values(
         ID_COLUMNS + ["metric", "epoch"], ignore_index=True)
@@ -141,10 +174,12 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def paired(runs: pd.DataFrame, references: list[str], min_seeds: int) -> pd.DataFrame:
-    """Every optimizer minus each reference optimizer, paired by seed within dataset/model/noise."""
+    """Every optimizer minus each reference optimizer, paired by seed within study/dataset/model/noise."""
     rows = []
     selected = runs[runs["metric"].isin(PAIRED_METRICS)]
-    for (dataset, model, noise, metric), group in selected.groupby(["dataset", "model", "noise", "metric"]):
+    for (study, dataset, model, noise, metric), group in selected.groupby(
+        ["study", "dataset", "model", "noise", "metric"]
+    ):
         by_seed = group.pivot_table(index="seed", columns="optimizer", values="value")
         for reference in references:
             if reference not in by_seed.columns:
@@ -155,7 +190,7 @@ def paired(runs: pd.DataFrame, references: list[str], min_seeds: int) -> pd.Data
                 pairs = by_seed[[optimizer, reference]].dropna()
                 if pairs.empty:
                     continue
-                rows.append({"dataset": dataset, "model": model, "noise": noise, "metric": metric,
+                rows.append({"study": study, "dataset": dataset, "model": model, "noise": noise, "metric": metric,
                              "optimizer": optimizer, "reference": reference,
                              **paired_difference(pairs[optimizer], pairs[reference], min_seeds)})
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)

@@ -1,6 +1,6 @@
 """`unitgrad report <step>`: one DVC stage per step, each with fixed inputs and fixed output names.
 
-  aggregate  results/runs/**            → results/{runs,summary,paired,curves}.csv
+  aggregate  the selected runs          → results/{runs,summary,paired,curves}.csv (stale runs: a warning)
   figures    the CSVs                   → results/figures/<name>.{png,pdf}
   tables     the CSVs + params          → results/tables/<name>.md, paper/tables/<name>.{tex,json}
   claims     runs + summary + paired + params → results/claims.{md,csv}, paper/tables/claims.{tex,json}
@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -18,10 +19,10 @@ matplotlib.use("Agg")  # the stages write files; no display is needed or assumed
 
 import pandas as pd
 
-from unitgrad.config import load_params
+from unitgrad.config import load_params, view
 from unitgrad.errors import UnitgradError
 from unitgrad.io import atomic_path, write_text
-from unitgrad.report import aggregate, claims, figures, style, tables
+from unitgrad.report import aggregate, claims, figures, selection, style, tables
 from unitgrad.report.references import PUBLISHED
 from unitgrad.schema import Params
 
@@ -29,11 +30,15 @@ CSV_NAMES = ("runs", "summary", "paired", "curves")
 STEPS = ("aggregate", "figures", "tables", "claims")
 # The params keys each step reads (dvc.yaml's report_<step> stage declares the same).
 READS = {
-    "aggregate": ("report.reference_optimizer", "report.baseline_optimizer", "report.min_seeds_for_verdict"),
-    "figures": (),
+    "aggregate": (
+        "studies", "train", "model", "data.loader", "optim",
+        "report.reference_optimizer", "report.baseline_optimizer", "report.min_seeds_for_verdict",
+    ),
+    "figures": ("report.main_study", "report.noise_study"),
     "tables": (
         "scale", "train.batch_size", "train.lr", "train.momentum", "train.weight_decay", "train.warmup_epochs",
-        "train.label_smoothing", "train.bn_update", "optim", "noise.kind", "data.corruptions",
+        "train.label_smoothing", "train.bn_update", "optim", "studies", "data.corruptions",
+        "report.main_study", "report.noise_study",
     ),
     "claims": ("scale", "report.min_seeds_for_verdict", "report.match_tolerance_pp"),
 }  # fmt: skip - the tables' keys as one list, not one per line
@@ -54,8 +59,13 @@ def read_csv(results: Path, name: str) -> pd.DataFrame:
     return frame
 
 
-def run_aggregate(runs_root: Path, results: Path, params: Params) -> None:
-    runs, curves = aggregate.collect(runs_root)
+def run_aggregate(runs_root: Path, results: Path, params: Params, source: str) -> None:
+    selected = selection.check_recorded(runs_root, params, source)
+    left_out = selection.stale(runs_root, selected)
+    if left_out:
+        print(f"warning: {len(left_out)} run directories under {runs_root} are not selected by {source} and are "
+              f"not reported (e.g. {left_out[0]}): `unitgrad clean` removes them", file=sys.stderr)
+    runs, curves = aggregate.collect(runs_root, selected)
     references = [params.report.reference_optimizer, params.report.baseline_optimizer]
     frames = {
         "runs": runs,
@@ -99,7 +109,7 @@ def setup_values(runs: pd.DataFrame, params: Params) -> dict[str, str]:
         "epochs": epochs,
         "train_size": _join([f"{s:g}" for s in sizes]) if sizes else "unknown",
         "noise_rates": _join([f"{round(100 * r)} %" for r in sorted(runs.loc[runs["noise"] > 0, "noise"].unique())]),
-        "noise_kind": params.noise.kind,
+        "noise_kind": params.studies[params.report.noise_study].noise_kind,
         "batch_size": str(train.batch_size),
         "lr": f"{train.lr:g}",
         "momentum": f"{train.momentum:g}",
@@ -116,15 +126,24 @@ def setup_values(runs: pd.DataFrame, params: Params) -> dict[str, str]:
     }
 
 
-def run_figures(results: Path, figures_dir: Path) -> None:
-    figures.write_figures(read_csv(results, "runs"), read_csv(results, "summary"), read_csv(results, "curves"),
-                          figures_dir)
+def _study(frame: pd.DataFrame, study: str) -> pd.DataFrame:
+    return frame[frame["study"] == study]
+
+
+def run_figures(results: Path, figures_dir: Path, params: Params) -> None:
+    """The figures of report.main_study's runs, the label-noise one of report.noise_study's: never a mix."""
+    main, noisy = params.report.main_study, params.report.noise_study
+    summary = read_csv(results, "summary")
+    figures.write_figures(_study(read_csv(results, "runs"), main), _study(summary, main),
+                          _study(read_csv(results, "curves"), main), _study(summary, noisy), figures_dir)
 
 
 def run_tables(results: Path, tex_dir: Path, params: Params) -> None:
-    runs = read_csv(results, "runs")
-    tables.write_tables(runs, read_csv(results, "summary"), read_csv(results, "paired"),
-                        setup_values(runs, params), results / "tables", tex_dir)
+    """The tables of report.main_study's runs and of report.noise_study's label noise; the paired one of all."""
+    runs, summary = read_csv(results, "runs"), read_csv(results, "summary")
+    main, noisy = params.report.main_study, params.report.noise_study
+    tables.write_tables(_study(runs, main), _study(summary, main), _study(summary, noisy), read_csv(results, "paired"),
+                        setup_values(_study(runs, main), params), results / "tables", tex_dir)
 
 
 def run_claims(results: Path, tex_dir: Path, params: Params) -> None:
@@ -149,12 +168,13 @@ def main(argv: list[str]) -> int:
                         help="the paper's table inputs: LaTeX booktabs (.tex) and Typst's (.json)")
     args = parser.parse_args(argv)
     steps = STEPS if args.step == "all" else (args.step,)
-    params = load_params(args.params, [key for step in steps for key in READS[step]])
+    full = load_params(args.params)
+    params = view(full, [key for step in steps for key in READS[step]])
     for step in steps:
-        if step == "aggregate":
-            run_aggregate(args.runs, args.results, params)
+        if step == "aggregate":  # resolving each run's study overrides validates whole params: pass them whole
+            run_aggregate(args.runs, args.results, full, args.params)
         elif step == "figures":
-            run_figures(args.results, args.figures)
+            run_figures(args.results, args.figures, params)
         elif step == "tables":
             run_tables(args.results, args.paper_tables, params)
         else:

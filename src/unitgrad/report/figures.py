@@ -213,13 +213,14 @@ def corruption_heatmap_figure(summary: pd.DataFrame) -> Figure:
     return fig
 
 
-def figure_builders(runs: pd.DataFrame, summary: pd.DataFrame,
-                    curves: pd.DataFrame) -> dict[str, Callable[[], Figure]]:
-    """Figure file stem → builder; the stems are the fixed output names declared in dvc.yaml."""
+def figure_builders(runs: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame,
+                    noise_summary: pd.DataFrame) -> dict[str, Callable[[], Figure]]:
+    """Figure file stem → builder; the stems are the fixed output names declared in dvc.yaml. The label-noise
+    figure draws `noise_summary` (one study's), the others the rest (another's)."""
     return {
         "accuracy": lambda: accuracy_figure(runs, summary),
         "learning_curves": lambda: learning_curves_figure(curves),
-        "label_noise": lambda: label_noise_figure(summary),
+        "label_noise": lambda: label_noise_figure(noise_summary),
         "corruption_severity": lambda: corruption_severity_figure(runs),
         "corruption_heatmap": lambda: corruption_heatmap_figure(summary),
     }
@@ -237,9 +238,10 @@ def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def write_figures(runs: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, out_dir: Path) -> list[Path]:
+def write_figures(runs: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, noise_summary: pd.DataFrame,
+                  out_dir: Path) -> list[Path]:
     style.use()
     paths = []
-    for stem, build in figure_builders(runs, summary, curves).items():
+    for stem, build in figure_builders(runs, summary, curves, noise_summary).items():
         paths += save(build(), out_dir, stem)
     return paths

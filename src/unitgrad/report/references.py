@@ -22,10 +22,11 @@ ASAM_PAPER = "Kwon et al., ASAM, arXiv 2102.11600"
 
 # Training-set sizes of the full datasets: a source's protocol trains on all of it.
 FULL_TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_000}
+FULL_TEST_SIZE = 10_000  # CIFAR-10/100 test images
 PAPER_EPOCHS = 200
 # The per-run protocol columns of results/runs.csv that a published protocol may name.
 PROTOCOL_FIELDS = ("model", "epochs", "batch_size", "lr", "weight_decay", "rho", "m", "label_smoothing",
-                   "augmentation", "bn_update", "asam_rule", "train_size", "noise_kind")
+                   "augmentation", "bn_update", "asam_rule", "train_size", "noise_kind", "monitor_size")
 METRIC_LABELS = {"clean_acc": "final epoch",
                  "best_acc": "best epoch (optimistic: the test set picks the epoch)",
                  "mca": "corruption mean accuracy, final epoch"}
@@ -142,7 +143,8 @@ UNRUNNABLE = ("—", f"{PAPER}, later versions (ViT-B/16, DeiT-B/16)", "—", f"
 
 def _asam_protocols(model: str | None, dataset: str) -> dict[str, dict[str, Any]]:
     common = {"model": model, "epochs": PAPER_EPOCHS, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4,
-              "label_smoothing": 0.1, "augmentation": _CROP_FLIP, "train_size": FULL_TRAIN_SIZE[dataset]}
+              "label_smoothing": 0.1, "augmentation": _CROP_FLIP, "train_size": FULL_TRAIN_SIZE[dataset],
+              "monitor_size": FULL_TEST_SIZE}  # the best epoch, picked on the whole test set
     two_pass = {"m": 128, "bn_update": "both_passes"}  # the official example: one device, model.train() twice
     rho = {"sam": {"cifar10": 0.05, "cifar100": 0.10}, "asam": {"cifar10": 0.5, "cifar100": 1.0}}
     return {"sgd": common,

@@ -174,9 +174,10 @@ def corruption_table(runs: pd.DataFrame) -> Table:
 def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
     """Display frame of the paired comparisons (differences in percentage points)."""
     rows = []
-    for _, p in paired.sort_values(["dataset", "model", "noise", "metric", "reference", "optimizer"]).iterrows():
+    for _, p in paired.sort_values(["study", "dataset", "model", "noise", "metric", "reference", "optimizer"]).iterrows():
         ci = (f"[{100 * p['ci95_low']:+.2f}, {100 * p['ci95_high']:+.2f}]" if math.isfinite(p["ci95_low"]) else "n/a")
         rows.append({
+            "study": p["study"],
             "dataset · model": style.panel_title(p["dataset"], p["model"]),
             "noise": f"{round(100 * p['noise'])} %",
             "metric": {"clean_acc": "clean acc.", "mca": "mCA"}.get(p["metric"], p["metric"]),
@@ -214,8 +215,8 @@ RAGGED = r">{{\raggedright\arraybackslash}}p{{{}}}"  # a wrapping column without
 PAIRED_CAPTION = "Paired differences across seeds (same seed: same initial weights and data order)"
 
 
-def build_tables(runs: pd.DataFrame, summary: pd.DataFrame) -> list[Table]:
-    return [main_table(summary), label_noise_table(summary), corruption_table(runs)]
+def build_tables(runs: pd.DataFrame, summary: pd.DataFrame, noise_summary: pd.DataFrame) -> list[Table]:
+    return [main_table(summary), label_noise_table(noise_summary), corruption_table(runs)]
 
 
 def setup_macros(setup: dict[str, str]) -> str:
@@ -232,11 +233,11 @@ def setup_markdown(setup: dict[str, str]) -> str:
     return frame_markdown(frame, "Setup actually run")
 
 
-def write_tables(runs: pd.DataFrame, summary: pd.DataFrame, paired: pd.DataFrame, setup: dict[str, str],
-                 md_dir: Path, tex_dir: Path) -> list[Path]:
-    """Write every table under its fixed name; return the paths written."""
+def write_tables(runs: pd.DataFrame, summary: pd.DataFrame, noise_summary: pd.DataFrame, paired: pd.DataFrame,
+                 setup: dict[str, str], md_dir: Path, tex_dir: Path) -> list[Path]:
+    """Write every table under its fixed name (label noise from `noise_summary`); return the paths written."""
     written = []
-    for table in build_tables(runs, summary):
+    for table in build_tables(runs, summary, noise_summary):
         write_text(md_dir / f"{table.name}.md", table.markdown())
         write_text(tex_dir / f"{table.name}.tex", table.latex())
         write_text(tex_dir / f"{table.name}.json", table.as_json())

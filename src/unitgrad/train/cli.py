@@ -1,16 +1,16 @@
-"""`unitgrad train --dataset D --model M --optimizer O --seed S [--noise PCT] [--out DIR] [--params FILE]`."""
+"""`unitgrad train --study S --dataset D --model M --optimizer O --seed K [--noise PCT] [--out DIR] [--params F]`."""
 
 from __future__ import annotations
 
 import argparse
 
 from unitgrad import distributed
-from unitgrad.config import load_params, view
+from unitgrad.config import load_params
 from unitgrad.device import resolve_device
 from unitgrad.errors import UnitgradError
 from unitgrad.runs import RUNS_ROOT, RunId
 from unitgrad.schema import did_you_mean
-from unitgrad.train.config import RunConfig, reads
+from unitgrad.train.config import RunConfig
 from unitgrad.train.run import train_run
 
 
@@ -20,31 +20,25 @@ def main(argv: list[str] | None = None) -> int:
         description="Train one run; every hyper-parameter comes from params.yaml. Writes "
         f"<out>/{RunId.LAYOUT}/train/. Multi-GPU: torchrun --nproc_per_node N -m unitgrad train ...",
     )
+    parser.add_argument("--study", required=True, help="a name under studies in params.yaml, e.g. main")
     parser.add_argument("--dataset", required=True, choices=("cifar10", "cifar100"), help="the dataset")
     parser.add_argument("--model", required=True, help="a timm model name, e.g. cifar_resnet8")
     parser.add_argument("--optimizer", required=True, help="a name under optim.* in params.yaml, e.g. pugd")
     parser.add_argument("--seed", type=int, required=True, help="the run seed (initialisation, data order)")
     parser.add_argument(
-        "--noise", type=int, default=0, metavar="PCT", help="percent of training labels flipped, as in noise.rates"
+        "--noise", type=int, default=0, metavar="PCT", help="percent of training labels flipped, as in studies.*.noise"
     )
     parser.add_argument("--out", default=str(RUNS_ROOT), help="root of the run directories (default: %(default)s)")
     parser.add_argument("--params", default="params.yaml", help="the settings file (default: %(default)s)")
     args = parser.parse_args(argv)
-    run = RunId(args.dataset, args.model, args.optimizer, args.noise, args.seed)
+    run = RunId(args.study, args.dataset, args.model, args.optimizer, args.noise, args.seed)
     params = load_params(args.params)
     if run.optimizer not in params.optim.names():
         raise UnitgradError(
             f"{args.params}: optim.{run.optimizer}: no such entry for --optimizer {run.optimizer}"
             f"{did_you_mean(run.optimizer, params.optim.names())}"
         )
-    cfg = RunConfig.from_params(
-        view(params, reads(run.optimizer, noisy=run.noise > 0)),
-        dataset=run.dataset,
-        model=run.model,
-        optimizer=run.optimizer,
-        seed=run.seed,
-        noise=run.noise_rate,
-    )  # fmt: skip - the run's identity on one line
+    cfg = RunConfig.for_run(params, run, args.params)
     out_dir = run.to_path(args.out) / "train"
     with distributed.session(resolve_device(cfg.device, distributed.local_rank())) as proc:
         train_run(cfg, out_dir)

@@ -7,14 +7,18 @@ import hashlib
 import json
 from typing import Any
 
-from unitgrad.config import DATA_ROOT
+from pathlib import Path
+
+from unitgrad.config import DATA_ROOT, view
 from unitgrad.errors import UnitgradError
+from unitgrad.runs import RunId
 from unitgrad.schema import Params, method_of
+from unitgrad.studies import resolve, study_of
 
 
-def reads(optimizer: str, noisy: bool) -> tuple[str, ...]:
-    """The params keys one training run reads (dvc.yaml's train and train_noise stages declare the same)."""
-    return ("train", "model", "data.loader", "optim.base", f"optim.{optimizer}", *(("noise.kind",) if noisy else ()))
+def reads(study: str, optimizer: str) -> tuple[str, ...]:
+    """The params keys one training run reads (dvc.yaml's train_<study> stage declares the same)."""
+    return ("train", "model", "data.loader", "optim.base", f"optim.{optimizer}", f"studies.{study}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,9 +43,11 @@ class RunConfig:
     method: str
     base: str
     optimizer_kwargs: dict[str, Any]
+    m: int | None
     epochs: int
     batch_size: int
     warmup_epochs: float
+    lr_update: str
     label_smoothing: float
     no_weight_decay_bn_bias: bool
     bn_update: str
@@ -54,10 +60,35 @@ class RunConfig:
     data_root: str = str(DATA_ROOT)
 
     @classmethod
+    def for_run(cls, params: Params, run: RunId, source: str | Path = "params.yaml") -> RunConfig:
+        """The settings of `run`: `params` with its study's overrides (validated), read through the keys
+        `reads` declares."""
+        study = study_of(params, run, source)
+        resolved = view(resolve(params, run, source), reads(run.study, run.optimizer))
+        return cls.from_params(
+            resolved,
+            dataset=run.dataset,
+            model=run.model,
+            optimizer=run.optimizer,
+            seed=run.seed,
+            noise=run.noise_rate,
+            noise_kind=study.noise_kind,
+        )  # fmt: skip - the run's identity on one line
+
+    @classmethod
     def from_params(
-        cls, params: Params, *, dataset: str, model: str, optimizer: str, seed: int, noise: float
+        cls,
+        params: Params,
+        *,
+        dataset: str,
+        model: str,
+        optimizer: str,
+        seed: int,
+        noise: float,
+        noise_kind: str = "symmetric",
     ) -> RunConfig:
-        """The run `optimizer` × `seed` × `noise` (a fraction) on `dataset`/`model`, with settings from `params`."""
+        """The run `optimizer` × `seed` × `noise` (a fraction of `noise_kind` flips) on `dataset`/`model`, with
+        settings from `params` (overrides already applied)."""
         if not 0.0 <= noise <= 1.0:
             raise UnitgradError(f"label-noise rate {noise} must lie in [0, 1]: fix --noise (percent) or noise.rates")
         entry, train, loader = params.optim[optimizer], params.train, params.data.loader
@@ -73,7 +104,7 @@ class RunConfig:
             optimizer=optimizer,
             seed=seed,
             noise=float(noise),
-            noise_kind=params.noise.kind if noise > 0 else None,  # clean runs do not depend on it
+            noise_kind=noise_kind if noise > 0 else None,  # clean runs do not depend on it
             train_per_class=loader.train_per_class,
             subset_seed=loader.subset_seed,
             crop_padding=loader.crop_padding,
@@ -84,9 +115,11 @@ class RunConfig:
             method=method_of(optimizer),
             base=params.optim.base,
             optimizer_kwargs={**kwargs, **own},
+            m=getattr(entry, "m", None),
             epochs=int(train.epochs * entry.epochs_factor),  # whole: checked by the schema
             batch_size=train.batch_size,
             warmup_epochs=train.warmup_epochs,
+            lr_update=train.lr_update,
             label_smoothing=train.label_smoothing,
             no_weight_decay_bn_bias=train.no_weight_decay_bn_bias,
             bn_update=train.bn_update,

@@ -2,7 +2,8 @@
 
 Two-pass methods (SAM, ASAM, PUGD) take the step as in README's example: the gradient at w, `first_step`,
 a second forward/backward at the perturbed weights (BatchNorm running statistics untouched when
-`train.bn_update` is first_pass), `second_step`. The logged `grad_norm` is the epoch mean of the first-pass
+`train.bn_update` is first_pass), `second_step`; with `optim.<name>.m` set, `unitgrad.optim.two_pass_step`
+takes it per chunk of m images (m-sharpness). The logged `grad_norm` is the epoch mean of the first-pass
 gradient's global norm (under DDP, two-pass methods average each replica's unsynchronised norm).
 A non-finite loss or weight is detected once per epoch (no per-step host sync), and a non-finite test loss
 when it is evaluated: either stops the run with UnitgradError before that epoch is checkpointed.
@@ -26,7 +27,7 @@ from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.device import autocast, uses_channels_last
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
-from unitgrad.optim import bn_update_disabled, create_optimizer, first_pass_no_sync, is_two_pass
+from unitgrad.optim import bn_update_disabled, create_optimizer, first_pass_no_sync, is_two_pass, two_pass_step
 from unitgrad.train.config import RunConfig
 from unitgrad.train.data import TrainData
 from unitgrad.train.schedule import lr_scheduler, param_groups
@@ -74,7 +75,7 @@ class Trainer:
             )
         local_batch = cfg.batch_size // proc.world_size
         self.batch_shard = slice(proc.rank * local_batch, (proc.rank + 1) * local_batch)
-        self.scheduler = lr_scheduler(self.optimizer, cfg.warmup_epochs, cfg.epochs, self.steps)
+        self.scheduler = lr_scheduler(self.optimizer, cfg.warmup_epochs, cfg.epochs, self.steps, cfg.lr_update)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -92,6 +93,11 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step on (x, y): (loss at w, logits at w, global norm of the gradient at w)."""
+        if self.cfg.m is not None:  # m-sharpness: each chunk of m images perturbs w on its own
+            return two_pass_step(
+                self.optimizer, self.model, self.loss_fn, x, y, m=self.cfg.m,
+                bn_first_pass_only=self.cfg.bn_update == "first_pass", autocast=self.autocast,
+            )  # fmt: skip - the step's options read as one sentence
         self.optimizer.zero_grad(set_to_none=True)
         with first_pass_no_sync(self.ddp) if self.two_pass else contextlib.nullcontext():
             loss, logits = self._forward_backward(x, y)  # gradient g at w

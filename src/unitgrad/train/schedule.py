@@ -19,21 +19,31 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int) -> float:
 
 
 def lr_scheduler(
-    optimizer: torch.optim.Optimizer, warmup_epochs: float, epochs: int, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer, warmup_epochs: float, epochs: int, steps_per_epoch: int, update: str = "step"
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """`warmup_cosine` over `epochs` × `steps_per_epoch` steps, stepped once per optimizer step."""
-    schedule = functools.partial(
-        warmup_cosine, warmup_steps=round(warmup_epochs * steps_per_epoch), total_steps=epochs * steps_per_epoch
-    )
+    """`warmup_cosine`, stepped once per optimizer step: over `epochs` × `steps_per_epoch` steps (update "step"),
+    or over `epochs` with the factor held through each epoch (update "epoch", like CosineAnnealingLR stepped
+    per epoch in the official PUGD code)."""
+    if update == "epoch":
+        warmup = math.ceil(warmup_epochs)  # whole epochs: the factor changes only between epochs
+
+        def schedule(step: int) -> float:
+            return warmup_cosine(step // steps_per_epoch, warmup, epochs)
+
+    else:
+        schedule = functools.partial(
+            warmup_cosine, warmup_steps=round(warmup_epochs * steps_per_epoch), total_steps=epochs * steps_per_epoch
+        )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def param_groups(model: nn.Module, no_weight_decay_bn_bias: bool) -> list[dict[str, Any]]:
-    """One group of trainable parameters, or two when BatchNorm weights and biases (1-D tensors) skip decay."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """One group of trainable (name, parameter) pairs, or two when BatchNorm weights and biases (1-D tensors)
+    skip decay. The names let ASAM's official rule find the parameters named *weight*."""
+    params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if not no_weight_decay_bn_bias:
         return [{"params": params}]
     return [
-        {"params": [p for p in params if p.ndim > 1]},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        {"params": [(name, p) for name, p in params if p.ndim > 1]},
+        {"params": [(name, p) for name, p in params if p.ndim <= 1], "weight_decay": 0.0},
     ]
