@@ -26,6 +26,7 @@ SAM_T1_WRN_C10 = {
     "asam_rule": "",
     "train_size": 50_000,
     "noise_kind": "",
+    "monitor_size": 10_000,
 }
 ASAM_R20_C10 = {
     "epochs": 200,
@@ -40,6 +41,7 @@ ASAM_R20_C10 = {
     "asam_rule": "official",
     "train_size": 50_000,
     "noise_kind": "",
+    "monitor_size": 10_000,
 }
 SAM_T4 = {
     "epochs": 200,

@@ -8,33 +8,32 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dvc.repo import Repo
 from pydantic import BaseModel
 
 from unitgrad import evaluate, toy, train
 from unitgrad.data import cli as data_cli
 from unitgrad.report import cli as report_cli
+from unitgrad.config import load_params
 from unitgrad.runs import RunId
+from unitgrad.studies import selected_runs
 from unitgrad.schema import Optim, Params
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+STUDIES = yaml.safe_load((ROOT / "params.yaml").read_text())["studies"]
+CORRUPTION_STUDIES = {"main"}  # the studies whose evaluation includes CIFAR-C (dvc.yaml's evaluate commands)
 READS = {
     "prepare": data_cli.prepare_reads("${item.dataset}"),
     "corrupt": data_cli.CORRUPT_READS,
-    "train": train.reads("${item.optimizer}", noisy=False),
-    "train_noise": train.reads("${item.optimizer}", noisy=True),
-    "evaluate": evaluate.reads(corruptions=True),
-    "evaluate_noise": evaluate.reads(corruptions=False),
+    **{f"train_{study}": train.reads(study, "${item.optimizer}") for study in STUDIES},
+    **{f"evaluate_{study}": evaluate.reads(corruptions=study in CORRUPTION_STUDIES) for study in STUDIES},
     "toy": toy.READS,
     **{f"report_{step}": keys for step, keys in report_cli.READS.items()},
     "paper": (),
 }
-RUNS = {  # the run each stage's matrix item names, as dvc.yaml writes it
-    "train": RunId("${item.dataset}", "${item.model}", "${item.optimizer}", "0", "${item.seed}"),
-    "evaluate": RunId("${item.dataset}", "${item.model}", "${item.optimizer}", "0", "${item.seed}"),
-    "train_noise": RunId("${noise.dataset}", "${noise.model}", "${item.optimizer}", "${item.rate}", "${item.seed}"),
-    "evaluate_noise": RunId("${noise.dataset}", "${noise.model}", "${item.optimizer}", "${item.rate}", "${item.seed}"),
-}
+ITEM = ("${item.dataset}", "${item.model}", "${item.optimizer}", "${item.noise}", "${item.seed}")
+RUNS = {f"{kind}_{study}": RunId(study, *ITEM) for study in STUDIES for kind in ("train", "evaluate")}
 
 
 def leaves(keys):
@@ -73,3 +72,16 @@ def test_run_paths_in_dvc_yaml_follow_the_run_id_layout(stage):
     run_dir = RunId.to_path(RUNS[stage]).as_posix()
     paths = [p for p in _paths(stage) if p.startswith("results/runs/")]
     assert paths and all(p == run_dir or p.startswith(f"{run_dir}/") for p in paths), paths
+
+
+def test_dvc_expands_exactly_the_runs_the_studies_select():
+    """What `dvc repro` trains (DVC's own expansion of the matrices) is what the report reads."""
+    with Repo(str(ROOT)) as repo:
+        trained = {
+            RunId.from_path(Path(str(out.fs_path)).parents[1])
+            for stage in repo.index.stages
+            if stage.name.startswith("train_")
+            for out in stage.outs
+            if Path(str(out.fs_path)).name == "model.pt"
+        }
+    assert trained == set(selected_runs(load_params(ROOT / "params.yaml")))

@@ -21,7 +21,7 @@ from unitgrad.schema import METHODS
 from unitgrad.train import data as train_data
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ["train", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0"]
+TRAIN = ["train", "--study", "main", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0"]
 OUTPUTS = ("model.pt", "labels.npz", "run.json", "checkpoint.pt")
 BAD = [  # (edit of the YAML text's last match: train comes last, the error after "error: <file>: ")
     (("lr: 0.1", "lr: fast"), "train.lr: input should be a valid number, got 'fast'"),
@@ -65,7 +65,7 @@ def test_yaml_floats_without_a_dot_are_numbers(tmp_path):
 def test_a_view_holds_only_the_declared_keys():
     params = view(load_params(ROOT / "params.yaml"), ["train.lr", "optim.sam", "data.sources.cifar10"])
     assert params.train.lr == 0.1 and params.optim["sam"].rho == {"cifar10": 0.05, "cifar100": 0.1}
-    assert params.data.sources == {"cifar10": "../shared/data/cifar10-jpeg.tar.gz"}
+    assert params.data.sources == {"cifar10": ["official", "../shared/data/cifar10-jpeg.tar.gz"]}
     for read in (lambda: params.train.epochs, lambda: params.evaluate, lambda: params.optim.base):
         with pytest.raises(AttributeError):
             read()
@@ -100,10 +100,12 @@ def test_params_check_prints_the_plan_of_each_scale(capsys):
     assert cli.main(["params", "check"]) == 0  # params.yaml in the current directory (the project root)
     out = capsys.readouterr().out
     assert out.startswith("params.yaml: valid (smoke scale)")
-    assert " train             12  cifar_resnet8; epochs: sgd 5, sgd_2x 10, sam 5" in out
-    assert " train_noise        6  " in out and "device (train.device auto): " in out
+    assert " train_main                10  cifar_resnet8 on cifar10, noise 0 %; epochs: sgd 4, sam 4," in out
+    assert " train_sam_table1           3  cifar_resnet8 on cifar10, noise 0 %; epochs: sgd 1, sgd_2x 2, sam 1; " \
+           "batch 256" in out  # the study's overrides, resolved per run
+    assert " evaluate_sam_table4        4  " in out and "device (train.device auto): " in out
     assert cli.main(["params", "check", str(ROOT / "params.paper.yaml")]) == 0
-    assert " train            180  " in capsys.readouterr().out  # 2 datasets × 3 models × 6 optimizers × 5 seeds
+    assert "params.paper.yaml: valid (paper scale)" in capsys.readouterr().out
 
 
 def _edit_last(text, old, new):
@@ -124,7 +126,7 @@ def tiny(tmp_path, monkeypatch):
     path.write_text(text)
     argv = [*TRAIN, "--out", str(tmp_path / "runs"), "--params", str(path)]
     assert cli.main(argv) == 0
-    out = tmp_path / "runs" / "cifar10" / "cifar_resnet8" / "sgd" / "noise0" / "seed0" / "train"
+    out = tmp_path / "runs" / "main" / "cifar10" / "cifar_resnet8" / "sgd" / "noise0" / "seed0" / "train"
     return path, text, argv, out
 
 

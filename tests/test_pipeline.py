@@ -29,13 +29,23 @@ def _image_folder(root: Path) -> Path:
     return root / "tiny-cifar"
 
 
-def _tiny_params(source: Path) -> dict:
+# Each study with the optimizers whose code paths it adds: m-sharpness (sam_table1), label noise (sam_table4),
+# ASAM's official rule (asam_table), BN in both passes and the per-epoch LR (pugd_official).
+TINY_STUDIES = {"main": ["sgd", "pugd"], "sam_table1": ["sam"], "sam_table4": ["sgd"], "asam_table": ["asam"],
+                "pugd_official": ["pugd"]}
+TINY_SET = {"train.batch_size": 8, "optim.sam.m": 4, "train.epochs": 1}  # 40 training images
+
+
+def _tiny_params(source: Path, studies: dict[str, list[str]] = TINY_STUDIES) -> dict:
+    """params.yaml at a tiny size, with only `studies` (study -> optimizers), one seed each."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["sources"]["cifar10"] = [str(source.parent / "absent.tar.gz"), str(source)]  # falls through
     params["data"]["corruptions"]["n_images"] = 10
     params["data"]["loader"]["train_per_class"] = 4
-    params["grid"].update(optimizers=["sgd", "pugd"], seeds=[0])
-    params["noise"].update(optimizers=["sgd"], seeds=[0])
+    params["studies"] = {name: params["studies"][name] for name in studies}
+    for name, study in params["studies"].items():
+        study.update(optimizers=studies[name], seeds=[0])
+        study["set"] = {key: TINY_SET.get(key, value) for key, value in study["set"].items()}
     params["train"].update(epochs=1, batch_size=8, warmup_epochs=0, monitor_per_class=2)
     params["evaluate"]["batch_size"] = 50
     return params
@@ -62,11 +72,16 @@ def test_dvc_repro_runs_every_stage_then_is_up_to_date(tmp_path):
     assert json.loads((repo / "data" / "cifar10" / "source.json").read_text())["skipped"][0].startswith(
         str(tmp_path / "absent.tar.gz"))
 
-    runs = repo / "results" / "runs" / "cifar10" / "cifar_resnet8"
-    for run in ("sgd/noise0/seed0", "pugd/noise0/seed0", "sgd/noise40/seed0"):
-        assert (runs / run / "train" / "model.pt").is_file()
-        evaluation = json.loads((runs / run / "eval.json").read_text())
-        assert 0.0 <= evaluation["clean"]["acc"] <= 1.0
+    runs = repo / "results" / "runs"
+    for study, optimizers in TINY_STUDIES.items():
+        for optimizer in optimizers:
+            noise = 40 if study == "sam_table4" else 0
+            run = runs / study / "cifar10" / "cifar_resnet8" / optimizer / f"noise{noise}" / "seed0"
+            assert (run / "train" / "model.pt").is_file()
+            evaluation = json.loads((run / "eval.json").read_text())
+            assert 0.0 <= evaluation["clean"]["acc"] <= 1.0 and (evaluation["mca"] is None) == (study != "main")
+    sam = json.loads((runs / "sam_table1/cifar10/cifar_resnet8/sam/noise0/seed0/train/run.json").read_text())
+    assert (sam["config"]["m"], sam["config"]["batch_size"]) == (4, 8)  # the study's overrides reached the run
     assert (repo / "results" / "summary.csv").is_file()
     assert (repo / "results" / "claims.md").is_file()
     assert (repo / "results" / "figures" / "toy_trajectories.png").is_file()

@@ -12,20 +12,22 @@ import pandas as pd
 import pytest
 import typst
 import yaml
-from fixtures.params import project_params
-from fixtures.synthetic_runs import CLEAN, CORRUPTIONS, EPOCHS, TRAIN_SIZE, write_runs
+from fixtures.synthetic_runs import CLEAN, CORRUPTIONS, EPOCHS, TRAIN_SIZE, fixture_params, write_runs
 from PIL import Image
 from scipy import stats
 
 from unitgrad import cli as unitgrad_cli
+from unitgrad.config import parse_params
 from unitgrad.errors import UnitgradError
 from unitgrad.report import aggregate, figures, paper, tables
 from unitgrad.report.cli import main as report_main
 from unitgrad.report.stats import describe, paired_difference, t_half_width
+from unitgrad.runs import RunId
+from unitgrad.studies import selected_runs
 
 # The project's params with the recipe the fixture runs are described by (rho for CIFAR-10 only).
 RHO = {"sam": {"rho": {"cifar10": 0.05}}, "asam": {"rho": {"cifar10": 0.5}, "eta": 0.01}}
-PARAMS = yaml.safe_dump(project_params(optim=RHO))
+PARAMS = yaml.safe_dump(fixture_params(optim=RHO))
 FIGURES = ["accuracy", "learning_curves", "label_noise", "corruption_severity", "corruption_heatmap"]
 MD_TABLES = ["main", "label_noise", "corruption", "paired", "setup"]
 TEX_TABLES = ["main", "label_noise", "corruption", "paired", "setup", "claims"]  # also written as .json
@@ -98,9 +100,15 @@ def test_summary_has_known_means_and_intervals(built):
 
 def test_runs_and_curves_are_tidy(built):
     runs = pd.read_csv(built / "results" / "runs.csv")
-    assert list(runs.columns) == ["dataset", "model", "optimizer", "noise", "seed", "epochs", "train_size",
+    assert list(runs.columns) == [*aggregate.ID_COLUMNS, "epochs", "train_size", *aggregate.PROTOCOL_COLUMNS,
                                   "metric", "value"]
-    assert not runs.duplicated(["dataset", "model", "optimizer", "noise", "seed", "metric"]).any()
+    assert not runs.duplicated([*aggregate.ID_COLUMNS, "metric"]).any()
+    sam = runs[(runs["optimizer"] == "sam") & (runs["noise"] == 0)].iloc[0]
+    assert (sam["study"], sam["batch_size"], sam["lr"], sam["rho"], sam["m"]) == ("main", 128, 0.1, 0.05, 128)
+    assert (sam["augmentation"], sam["bn_update"], sam["monitor_size"]) == ("crop4+flip", "first_pass", 1000)
+    best = runs[(runs["optimizer"] == "sam") & (runs["seed"] == 0) & (runs["noise"] == 0)
+                & (runs["metric"] == "best_acc")]["value"].item()
+    assert best == pytest.approx(CLEAN[("sam", 0.0)][0])  # the fixture's curves rise: the last epoch is the best
     assert len(runs[runs["metric"] == "corruption/fog/5"]) == sum(len(v) for (o, n), v in CLEAN.items() if n == 0)
     curves = pd.read_csv(built / "results" / "curves.csv")
     sam0 = curves[(curves["optimizer"] == "sam") & (curves["seed"] == 0) & (curves["noise"] == 0)
@@ -122,27 +130,30 @@ def test_paired_csv_pairs_by_seed(built):
 
 @pytest.mark.parametrize("folder, rate", [("noise40", 0.4), ("noise0", 0.0)])
 def test_run_identity_comes_from_the_path(tmp_path, folder, rate):
-    run = tmp_path / "cifar100" / "cifar_wrn28_10" / "pugd" / folder / "seed7"
+    run = tmp_path / "main" / "cifar100" / "cifar_wrn28_10" / "pugd" / folder / "seed7"
     (run / "train" / "dvclive").mkdir(parents=True)
     (run / "train" / "dvclive" / "metrics.json").write_text('{"test": {"acc": 0.8}}')
-    ident, metrics, curves = aggregate.read_run(aggregate.find_runs(tmp_path)[0])
+    ident, metrics, curves = aggregate.read_run(run)
     assert {k: ident[k] for k in aggregate.ID_COLUMNS} == {
-        "dataset": "cifar100", "model": "cifar_wrn28_10", "optimizer": "pugd", "noise": rate, "seed": 7}
+        "study": "main", "dataset": "cifar100", "model": "cifar_wrn28_10", "optimizer": "pugd", "noise": rate,
+        "seed": 7}
     assert metrics == {"test_acc": 0.8} and curves == []  # not evaluated: no clean accuracy (monitor subset)
     assert math.isnan(ident["epochs"]) and math.isnan(ident["train_size"])
 
 
-def test_folders_outside_the_run_layout_are_not_runs(tmp_path):
-    for folder in ("noise0.4", "noise40x"):  # a decimal rate is not a percent
-        run = tmp_path / "cifar10" / "cifar_resnet8" / "pugd" / folder / "seed0"
-        (run / "train" / "dvclive").mkdir(parents=True)
-        (run / "train" / "dvclive" / "metrics.json").write_text('{"test": {"acc": 0.8}}')
-    with pytest.raises(UnitgradError, match="no finished runs"):
-        aggregate.find_runs(tmp_path)
+def test_only_the_selected_runs_are_read(tmp_path):
+    selected = RunId("main", "cifar10", "cifar_resnet8", "sgd", 0, 0)
+    for run in (selected, RunId("old", "cifar10", "cifar_resnet8", "sgd", 0, 0)):
+        (run.to_path(tmp_path) / "train" / "dvclive").mkdir(parents=True)
+        (run.to_path(tmp_path) / "train" / "dvclive" / "metrics.json").write_text('{"test": {"acc": 0.8}}')
+    assert aggregate.finished(tmp_path, [selected, RunId("main", "cifar10", "cifar_resnet8", "sam", 0, 0)]) == [
+        selected.to_path(tmp_path)]
+    with pytest.raises(UnitgradError, match="none of the 1 selected runs has finished"):
+        aggregate.finished(tmp_path, [RunId("main", "cifar10", "cifar_resnet8", "sam", 0, 0)])
 
 
 def test_epochs_fall_back_to_the_run_config(tmp_path):
-    run = tmp_path / "cifar10" / "cifar_resnet8" / "sgd" / "noise0" / "seed0"
+    run = tmp_path / "main" / "cifar10" / "cifar_resnet8" / "sgd" / "noise0" / "seed0"
     (run / "train" / "dvclive").mkdir(parents=True)
     (run / "train" / "dvclive" / "metrics.json").write_text('{"test": {"acc": 0.5}}')
     (run / "train" / "run.json").write_text('{"config": {"epochs": 9, "warmup_epochs": 1}}')
@@ -155,15 +166,15 @@ def test_corrupt_metrics_file_is_a_one_line_error(tmp_path):
     bad = next(root.rglob("eval.json"))
     bad.write_text("{not json")
     with pytest.raises(UnitgradError, match=r"eval\.json is unreadable"):
-        aggregate.collect(root)
+        aggregate.collect(root, selected_runs(parse_params(fixture_params())))
 
 
-def test_no_runs_is_an_error_naming_dvc_repro_train(tmp_path, capsys):
+def test_no_runs_is_an_error_naming_dvc_repro(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text(PARAMS)
     (tmp_path / "results" / "runs").mkdir(parents=True)
     assert unitgrad_cli.main(["report", "aggregate", *_cli_args(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "dvc repro train" in err and "\n" not in err
+    assert "dvc repro" in err and "\n" not in err
     assert not (tmp_path / "results" / "summary.csv").exists()
     with pytest.raises(UnitgradError, match="unitgrad report aggregate"):
         report_main(["figures", *_cli_args(tmp_path)])
@@ -212,7 +223,8 @@ def test_figures_are_written_without_noise_or_corruption_or_spread(tmp_path, bui
     runs = pd.read_csv(built / "results" / "runs.csv")
     runs = runs[(runs["noise"] == 0) & (runs["seed"] == 0) & ~runs["metric"].str.startswith("corruption/")]
     curves = pd.read_csv(built / "results" / "curves.csv")
-    paths = figures.write_figures(runs, aggregate.summarize(runs), curves[curves["seed"] == 0], tmp_path)
+    summary = aggregate.summarize(runs)
+    paths = figures.write_figures(runs, summary, curves[curves["seed"] == 0], summary, tmp_path)
     assert sorted(p.name for p in paths) == sorted(f"{s}.{f}" for s in FIGURES for f in ("png", "pdf"))
     empty = tables.label_noise_table(aggregate.summarize(runs))
     assert "no label-noise runs" in empty.markdown() and "no label-noise runs" in empty.latex()

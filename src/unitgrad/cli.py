@@ -18,6 +18,7 @@ COMMANDS = {
     "corrupt": ("unitgrad.data.cli:corrupt_main", "build the CIFAR-C corruption set"),
     "train": ("unitgrad.train.cli:main", "train one run (dataset, model, optimizer, seed, noise)"),
     "evaluate": ("unitgrad.evaluate:main", "clean and corruption metrics of one trained run"),
+    "clean": ("unitgrad.report.selection:main", "remove run directories that no study selects"),
     "report": ("unitgrad.report.cli:main", "aggregate runs into CSVs, figures, tables, claims"),
     "paper": ("unitgrad.report.paper:main", "build paper/main.pdf with Typst (no TeX needed)"),
     "toy": ("unitgrad.toy:main", "optimizer paths on a 2-D loss surface"),

@@ -45,18 +45,30 @@ def describe_type(annotation: Any, metadata: list[Any] = ()) -> str:
     elif origin is list:
         words = f"list of {describe_type(args[0])}"
     elif origin is dict:
-        words = f"per dataset: {describe_type(args[1])}"
+        per = "per dataset" if typing.get_origin(args[0]) is Literal else "mapping of dotted key to"
+        words = f"{per}: {describe_type(args[1])}" if args[1] is not Any else f"{per} any value"
     else:
         words = _NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
     return " ".join([words, *bounds])
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def _rows(model: type[BaseModel], prefix: str) -> list[list[str]]:
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+        inner = typing.get_args(field.annotation)
+        if _is_model(field.annotation):
             rows += _optim_rows(key) if field.annotation is Optim else _rows(field.annotation, f"{key}.")
+        elif typing.get_origin(field.annotation) is dict and _is_model(inner[1]):  # studies.<name>.*
+            rows.append([f"`{key}`", "mapping of name to its section", field.description or ""])
+            rows += _rows(inner[1], f"{key}.<name>.")
+        elif typing.get_origin(field.annotation) is list and _is_model(inner[0]):  # studies.<name>.when[].*
+            rows.append([f"`{key}`", "list of sections", field.description or ""])
+            rows += _rows(inner[0], f"{key}[].")
         else:
             rows.append([f"`{key}`", describe_type(field.annotation, field.metadata), field.description or ""])
     return rows

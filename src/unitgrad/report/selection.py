@@ -7,13 +7,15 @@ the run and the keys: its numbers belong to another experiment. Run directories 
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from unitgrad.config import load_params
 from unitgrad.errors import UnitgradError
-from unitgrad.runs import RunId
+from unitgrad.runs import RUNS_ROOT, RunId
 from unitgrad.schema import Params
 from unitgrad.studies import selected_runs
 from unitgrad.train.config import RunConfig
@@ -37,15 +39,17 @@ def check_recorded(root: Path, params: Params, source: str | Path) -> list[RunId
         differs = _differences(recorded, expected)
         if differs:
             raise UnitgradError(
-                f"{run.to_path(root)} was trained with {differs} than {source} says: rerun `dvc repro` "
+                f"{run.to_path(root)} was trained with {differs} where {source} says otherwise: rerun `dvc repro` "
                 "(or `unitgrad grid run`) to train it as configured"
             )
     return runs
 
 
 def _differences(recorded: dict[str, Any], expected: dict[str, Any]) -> str:
+    """The first config keys whose recorded value differs, as "key recorded (params: expected)"."""
     keys = sorted(key for key in expected.keys() - _NOT_IDENTITY if recorded.get(key) != expected[key])
-    return ", ".join(f"{key} {recorded.get(key)!r} rather" for key in keys[:3]) + (" (and more)" if keys[3:] else "")
+    shown = [f"{key} {recorded.get(key)!r} (params: {expected[key]!r})" for key in keys[:3]]
+    return ", ".join(shown) + (f" and {len(keys) - 3} more" if keys[3:] else "")
 
 
 def stale(root: Path, selected: list[RunId]) -> list[Path]:
@@ -61,3 +65,16 @@ def clean(root: Path, params: Params, dry_run: bool) -> list[Path]:
         for path in removed:
             shutil.rmtree(path)
     return removed
+
+
+def main(argv: list[str]) -> int:
+    """`unitgrad clean [--dry-run]`: remove the run directories no study in params.yaml selects."""
+    parser = argparse.ArgumentParser(prog="unitgrad clean", description=main.__doc__)
+    parser.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
+    parser.add_argument("--runs", type=Path, default=RUNS_ROOT, help="root of the run directories (default: %(default)s)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
+    args = parser.parse_args(argv)
+    removed = clean(args.runs, load_params(args.params, ("studies",)), args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print("\n".join(f"{verb} {path}" for path in removed) or f"no stale run directories under {args.runs}")
+    return 0
