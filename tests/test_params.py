@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 from fixtures.params import project_params
-from fixtures.tiny_cifar import tiny_cifar
+from fixtures.tiny_cifar import tiny_cifar, tiny_source
 
 from unitgrad import cli, optim, params_docs
 from unitgrad.config import load_params, read_yaml, view
@@ -118,6 +118,7 @@ def _edit_last(text, old, new):
 def tiny(tmp_path, monkeypatch):
     """A tiny project: params (6 images/class, one epoch) as `other.yaml`, a finished run's outputs."""
     monkeypatch.setattr(train_data, "load_cifar", tiny_cifar)
+    monkeypatch.setattr(train_data, "source_of", tiny_source)
     torch.set_num_threads(1)
     params = project_params(data={"loader": {**project_params()["data"]["loader"], "train_per_class": 6}})
     params["train"].update(epochs=1, batch_size=16, warmup_epochs=0, device="cpu", monitor_per_class=None)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from fixtures.tiny_cifar import tiny_cifar
+from fixtures.tiny_cifar import tiny_cifar, tiny_source
 
 from unitgrad import cli, train
 from unitgrad.config import parse_params
@@ -35,6 +35,7 @@ RUN = {"dataset": "cifar10", "model": "cifar_resnet8", "seed": 0, "noise": 0.0}
 def params(monkeypatch):
     """The project's params.yaml at a tiny scale: 6 images/class, 3 steps of 16 per epoch."""
     monkeypatch.setattr(train_data, "load_cifar", tiny_cifar)
+    monkeypatch.setattr(train_data, "source_of", tiny_source)
     torch.set_num_threads(1)
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["data"]["loader"]["train_per_class"] = 6
@@ -239,6 +240,7 @@ def test_cli_writes_the_run_directory_with_provenance(params, tmp_path, capsys, 
     assert {"git_commit", "git_dirty", "packages", "device", "python", "wall_time_s", "started", "finished"} <= set(run)
     assert set(run["packages"]) >= {"torch", "timm", "numpy", "unitgrad", "dvc"} and run["packages"]["torch"]
     assert run["device"].startswith("cpu") and run["wall_time_s"] > 0 and run["started"] <= run["finished"]
+    assert run["data_source"] == {"source": "tiny_cifar (tests)", "md5": None}  # which candidate was prepared
     assert {k: run["config"][k] for k in RUN} == {**RUN, "seed": 3, "noise": 0.2}
     assert "epoch 1/1 train_loss" in capsys.readouterr().out  # plain progress lines off a terminal
     assert not (tmp_path / ".dvc").exists()  # DVCLive only writes its files

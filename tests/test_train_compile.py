@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from fixtures.tiny_cifar import tiny_cifar
+from fixtures.tiny_cifar import tiny_cifar, tiny_source
 
 from unitgrad import train
 from unitgrad.config import parse_params
@@ -22,6 +22,7 @@ EPOCHS, STEPS = 2, 3  # 60 images in batches of 16
 @pytest.mark.parametrize("optimizer", ["sam", "asam", "pugd"])
 def test_compiled_two_pass_training_matches_eager_without_recompiling(optimizer, tmp_path, monkeypatch):
     monkeypatch.setattr(train_data, "load_cifar", tiny_cifar)
+    monkeypatch.setattr(train_data, "source_of", tiny_source)
     torch.set_num_threads(1)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["loader"]["train_per_class"] = 6

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
-from fixtures.tiny_cifar import tiny_cifar
+from fixtures.tiny_cifar import tiny_cifar, tiny_source
 
 from unitgrad import train
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
@@ -38,7 +38,7 @@ def _worker(rank, port, tmp, optimizer):
     rendezvous = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), **rendezvous)
     torch.set_num_threads(1)
-    train_data.load_cifar = tiny_cifar
+    train_data.load_cifar, train_data.source_of = tiny_cifar, tiny_source
     created = []
     make = fit.create_model
     fit.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from unitgrad.data import balanced_subset, load_cifar, noisy_labels
+from unitgrad.data import balanced_subset, load_cifar, noisy_labels, source_of
 from unitgrad.errors import UnitgradError
 from unitgrad.train.config import RunConfig
 
@@ -20,6 +20,7 @@ class TrainData:
     num_classes: int
     train_indices: np.ndarray
     clean_y: np.ndarray
+    source: dict[str, str | None]  # the data.sources candidate the cache was prepared from, and its md5
 
 
 def load_data(cfg: RunConfig) -> TrainData:
@@ -36,7 +37,8 @@ def load_data(cfg: RunConfig) -> TrainData:
     if cfg.monitor_per_class is not None:  # the learning curves' test set; `unitgrad evaluate` scores all of it
         monitored = _subset(y_te, cfg.monitor_per_class, cfg.subset_seed, "train.monitor_per_class", "test")
         x_te, y_te = x_te[monitored], y_te[monitored]
-    return TrainData(x_tr[indices], labels, x_te, y_te, len(classes), indices, clean)
+    source = source_of(cfg.dataset, cfg.data_root)
+    return TrainData(x_tr[indices], labels, x_te, y_te, len(classes), indices, clean, source)
 
 
 def _subset(labels: np.ndarray, per_class: int, seed: int, key: str, split: str) -> np.ndarray:

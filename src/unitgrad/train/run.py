@@ -126,5 +126,6 @@ def _write_outputs(
         round(wall_time_s, 3),
         resumed_from_epoch=resumed_from,
         world_size=world_size,
+        data_source=data.source,
     )  # fmt: skip - the positional record fields on one line, the extras on the next
     write_json(out_dir / "run.json", record)
