@@ -17,12 +17,14 @@ import pytest
 import yaml
 from test_pipeline import ROOT, _image_folder, _tiny_params
 
+from unitgrad.config import load_params
 from unitgrad.errors import UnitgradError
 from unitgrad.grid import slurm
 from unitgrad.grid.cli import main as grid
 from unitgrad.grid.plan import make_plan
 from unitgrad.grid.ray_backend import configure_ray_env
 from unitgrad.grid.stages import open_repo
+from unitgrad.studies import selected_runs
 
 ray = pytest.importorskip("ray")
 BIN = Path(sys.executable).parent
@@ -120,13 +122,15 @@ def test_dry_run_of_the_paper_scale_lists_every_training_run(tmp_path):
     _sh(["git", "init", "-q"], repo)
     _sh(["dvc", "init", "-q"], repo)
     out = _sh([sys.executable, "-m", "unitgrad", "grid", "run", "--dry-run", "train*"], repo)
-    params = yaml.safe_load((ROOT / "params.paper.yaml").read_text())
-    grid_, noise = params["grid"], params["noise"]
-    clean = len(grid_["datasets"]) * len(grid_["models"]) * len(grid_["optimizers"]) * len(grid_["seeds"])
-    noisy = len(noise["rates"]) * len(noise["optimizers"]) * len(noise["seeds"])
-    assert f"\n{clean + noisy} runs, each 1 CPU" in out
-    assert "train@cifar100-cifar_pyramidnet110_a270-pugd-4: unitgrad train --dataset cifar100" in out
-    assert "train_noise@asam-80-2: unitgrad train --dataset cifar10 --model cifar_resnet32" in out
+    params = load_params(ROOT / "params.paper.yaml")
+    assert f"\n{len(selected_runs(params))} runs, each 1 CPU" in out  # 218: every study's runs
+    for study in params.studies:
+        assert f"  train_{study}@" in out
+    assert (
+        "train_sam_table1@cifar100-cifar_wrn28_10-sgd_2x-0-4: unitgrad train --study sam_table1 --dataset cifar100 "
+        "--model cifar_wrn28_10 --optimizer sgd_2x --noise 0 --seed 4"
+    ) in out
+    assert "train_sam_table4@cifar10-cifar_resnet32-asam-80-2: unitgrad train --study sam_table4" in out
 
 
 def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):
