@@ -33,7 +33,6 @@ from harness import (
 )
 
 METHODS = ("sgd", "sam", "pugd")
-PAPER_PARAMS = Path(__file__).resolve().parents[1] / "params.paper.yaml"
 # issue 6's GPU targets: the first two for WRN-28-10, the loop speed-up and sync freedom for every row
 TARGET_MODEL = "cifar_wrn28_10"
 TARGET_TWO_PASS_OVER_SGD = 2.05
@@ -306,45 +305,6 @@ def training_epoch(sizes: Sizes, device) -> dict:
     }
 
 
-def paper_scale_hours(rows: list[dict], params_path: Path) -> dict:
-    """GPU-hours of the paper-scale training runs per model, from the step times at the paper's batch size.
-
-    The main grid: datasets x seeds x the sum over optimizers of epochs x steps per epoch x step time,
-    with the epochs (and sgd_2x's epochs_factor) from params.paper.yaml; the label-noise grid likewise
-    (one dataset, its model, rates x optimizers x seeds). One-pass methods (sgd, sgd_2x, ugd) take
-    SGD's step time; ASAM takes SAM's (same work). Evaluation is not counted. A model whose step
-    times were not all measured is left out.
-    """
-    import yaml
-
-    params = yaml.safe_load(params_path.read_text())
-    train, grid, noise = params["train"], params["grid"], params["noise"]
-    steps_per_epoch = 50_000 // train["batch_size"]  # CIFAR training set, full (train_per_class: null)
-    step_of = {"sgd": "sgd", "ugd": "sgd", "sam": "sam", "asam": "sam", "pugd": "pugd"}
-
-    def hours(model_name: str, optimizers: list[str], runs_per_optimizer: int) -> float | None:
-        times = {
-            r["method"]: r["step_s"] for r in rows if r["model"] == model_name and r["batch"] == train["batch_size"]
-        }
-        total = 0.0
-        for opt in optimizers:
-            base = opt.partition("_")[0]  # sgd_2x -> sgd
-            if step_of.get(base) not in times:
-                return None
-            epochs = train["epochs"] * (params["optim"].get(opt, {}) or {}).get("epochs_factor", 1)
-            total += epochs * steps_per_epoch * times[step_of[base]]
-        return total * runs_per_optimizer / 3600
-
-    estimates = {
-        f"main grid, {m}": hours(m, grid["optimizers"], len(grid["datasets"]) * len(grid["seeds"]))
-        for m in grid["models"]
-    }
-    estimates[f"label-noise grid, {noise['model']}"] = hours(
-        noise["model"], noise["optimizers"], len(noise["rates"]) * len(noise["seeds"])
-    )
-    return {k: v for k, v in estimates.items() if v is not None}
-
-
 def device_info(device) -> dict:
     info = {
         "device": str(device),
@@ -501,15 +461,7 @@ def render(result: dict) -> str:
         ),
     ]
     lines += ["", "Targets (issue 6, GPU), this run:", ""] + [f"- {line}" for line in verdicts(result)]
-    if result.get("paper_scale_gpu_hours"):
-        lines += [
-            "",
-            "Paper-scale training from these step times (params.paper.yaml: runs x epochs x steps, batch size "
-            "as there; ASAM timed as SAM, UGD and sgd_2x as SGD; evaluation not counted): "
-            + "; ".join(f"{m_} ≈ {h:,.0f} GPU-hours" for m_, h in result["paper_scale_gpu_hours"].items())
-            + f"; in all ≈ {sum(result['paper_scale_gpu_hours'].values()):,.0f} GPU-hours. "
-            "Models not measured here are not included.",
-        ]
+    lines += ["", "Paper-scale GPU-hours per study from these step times: `python bench/paper_hours.py --gpu gpu.json`"]
     if result["errors"]:
         lines += ["", "## Errors", ""] + [f"- {e}" for e in result["errors"]]
     if result["skipped"]:
@@ -521,7 +473,6 @@ def write(result: dict, out: Path) -> None:
     """Both files, rewritten whole after each measurement (rename, so never half-written)."""
     out.mkdir(parents=True, exist_ok=True)
     result["two_pass_over_sgd"] = two_pass_ratios(result["rows"])
-    result["paper_scale_gpu_hours"] = paper_scale_hours(result["rows"], PAPER_PARAMS)
     for name, text in (("gpu.json", json.dumps(result, indent=2) + "\n"), ("gpu.md", render(result))):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)

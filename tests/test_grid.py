@@ -128,10 +128,14 @@ def test_dry_run_of_the_paper_scale_lists_every_training_run(tmp_path):
     _sh(["dvc", "init", "-q"], repo)
     out = _sh([sys.executable, "-m", "unitgrad", "grid", "run", "--dry-run", "train*"], repo)
     params = load_params(ROOT / "params.paper.yaml")
-    assert f"\n{len(selected_runs(params))} runs, each 1 CPU" in out
+    assert f"\n{len(selected_runs(params))} runs, each 1 CPU" in out  # 218: every study's runs
     for study in params.studies:
-        assert f"train_{study}@" in out
-    assert "train_sam_table4@cifar10-cifar_resnet32-sam-80-2: unitgrad train --study sam_table4" in out
+        assert f"  train_{study}@" in out
+    assert (
+        "train_sam_table1@cifar100-cifar_wrn28_10-sgd_2x-0-4: unitgrad train --study sam_table1 --dataset cifar100 "
+        "--model cifar_wrn28_10 --optimizer sgd_2x --noise 0 --seed 4"
+    ) in out
+    assert "train_sam_table4@cifar10-cifar_resnet32-asam-80-2: unitgrad train --study sam_table4" in out
 
 
 def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):

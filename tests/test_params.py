@@ -34,7 +34,11 @@ BAD = [  # (edit of the YAML text's last match: train comes last, the error afte
 
 
 def _keys(node, prefix=""):
-    if not isinstance(node, dict) or prefix.startswith(("data.sources.", "optim.sam.rho", "optim.asam.rho")):
+    # a study's `set` differs by scale: the paper states its source's protocol, the smoke scale shrinks it
+    per_scale = prefix.startswith(("data.sources.", "optim.sam.rho", "optim.asam.rho")) or re.fullmatch(
+        r"studies\.\w+\.set\.", prefix
+    )
+    if not isinstance(node, dict) or per_scale:
         return {prefix}
     return set().union(*(_keys(v, f"{prefix}{k}.") for k, v in node.items())) if node else {prefix}
 
