@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-from fixtures.params import write_params
 import pytest
+from fixtures.params import write_params
 
 from unitgrad.report import claims, protocols
 from unitgrad.report.cli import main as report_main

@@ -12,12 +12,12 @@ from dvc.repo import Repo
 from pydantic import BaseModel
 
 from unitgrad import evaluate, toy, train
+from unitgrad.config import load_params
 from unitgrad.data import cli as data_cli
 from unitgrad.report import cli as report_cli
-from unitgrad.config import load_params
 from unitgrad.runs import RunId
-from unitgrad.studies import selected_runs
 from unitgrad.schema import Optim, Params
+from unitgrad.studies import selected_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]

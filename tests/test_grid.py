@@ -140,9 +140,9 @@ def test_dry_run_of_the_paper_scale_lists_every_training_run(tmp_path):
 
 def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(_fake_repo(tmp_path / "repo", {"train": {"cmd": "true"}}))
-    with pytest.raises(UnitgradError, match="stage pattern 'nope' matches no stage.*train"):
+    with pytest.raises(UnitgradError, match=r"stage pattern 'nope' matches no stage.*train"):
         grid(["run", "nope", "--dry-run"])
-    with pytest.raises(UnitgradError, match="--gpus-per-run -0.5 is negative"):
+    with pytest.raises(UnitgradError, match=r"--gpus-per-run -0\.5 is negative"):
         grid(["run", "--gpus-per-run", "-0.5"])
     with pytest.raises(UnitgradError, match="SLURM gives whole GPUs"):
         grid(["run", "--backend", "slurm", "--gpus-per-run", "0.5"])

@@ -120,7 +120,7 @@ def test_warmup_cosine_schedule_and_param_groups():
     model = create_model("cifar_resnet8", 10)
     decay, no_decay = train.param_groups(model, no_weight_decay_bn_bias=True)
     assert no_decay["weight_decay"] == 0.0 and all(p.ndim <= 1 for _, p in no_decay["params"])
-    assert [name for name, _ in decay["params"]][0] == next(iter(dict(model.named_parameters())))  # named: ASAM's rule
+    assert next(name for name, _ in decay["params"]) == next(iter(dict(model.named_parameters())))  # for ASAM's rule
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
     assert len(train.param_groups(model, no_weight_decay_bn_bias=False)) == 1
 

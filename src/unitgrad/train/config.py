@@ -5,9 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 from unitgrad.config import DATA_ROOT, view
 from unitgrad.errors import UnitgradError
