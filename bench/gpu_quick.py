@@ -50,7 +50,7 @@ class Sizes:
 
 
 GPU = Sizes("cifar_resnet18", ("sgd", "sam", "pugd"), (0, 1, 2), 10, 256, None, 1000, 1000)
-CPU_DRY_RUN = Sizes("cifar_resnet8", ("sgd", "sam", "pugd"), (0, 1, 2), 1, 64, 20, 100, 200)
+CPU_DRY_RUN = Sizes("cifar_resnet8", ("sgd", "sam", "pugd"), (0, 1, 2), 1, 64, 20, 20, 200)
 
 
 def quick_params(base: dict, sizes: Sizes, device: str, archive: str) -> dict:
