@@ -104,31 +104,29 @@ class Runner:
         }  # k runs share the cores
 
     def parallel(self, commands: list[tuple[str, list[str]]]) -> None:
-        """Every (log name, argv) command, at most k at a time; stops at the first failure with its log's tail."""
-        pending, running = list(commands), []
+        """Every (log name, argv) command, at most k at a time. A failed command runs once more (training resumes
+        from its checkpoint); a second failure stops everything with the log's path."""
+        pending, running = [(name, argv, 1) for name, argv in commands], []
         while pending or running:
             while pending and len(running) < self.k:
-                name, argv = pending.pop(0)
-                log = self.work / "logs" / f"{name}.log"
+                name, argv, attempt = pending.pop(0)
+                log = self.work / "logs" / f"{name}{'' if attempt == 1 else f'.{attempt}'}.log"
                 with log.open("w") as stdout:  # the child keeps its own copy of the descriptor
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", "unitgrad", *argv],
-                        cwd=self.work,
-                        env=self.env,
-                        stdout=stdout,
-                        stderr=subprocess.STDOUT,
-                    )
-                running.append((name, log, proc))
+                    proc = subprocess.Popen([sys.executable, "-m", "unitgrad", *argv], cwd=self.work, env=self.env,
+                                            stdout=stdout, stderr=subprocess.STDOUT)  # fmt: skip
+                running.append((name, argv, attempt, log, proc))
             time.sleep(0.5)
-            for item in [r for r in running if r[2].poll() is not None]:
+            for item in [r for r in running if r[-1].poll() is not None]:
                 running.remove(item)
-                name, log, proc = item
+                name, argv, attempt, log, proc = item
                 tail = log.read_text().strip().splitlines()[-1:] or [""]
                 print(f"  {name}: exit {proc.returncode}: {tail[0]}", flush=True)
-                if proc.returncode != 0:
-                    for _, _, other in running:
+                if proc.returncode != 0 and attempt == 1:
+                    pending.append((name, argv, 2))
+                elif proc.returncode != 0:
+                    for *_, other in running:
                         other.terminate()
-                    raise SystemExit(f"{name} failed (exit {proc.returncode}); log: {log}")
+                    raise SystemExit(f"{name} failed twice (exit {proc.returncode}); log: {log}")
 
 
 def write_readme(out: Path, facts: dict, phases: list[tuple[str, float]], done: bool) -> None:
@@ -149,7 +147,8 @@ def write_readme(out: Path, facts: dict, phases: list[tuple[str, float]], done: 
         "",
         "Files: summary.csv and paired.csv (`unitgrad report aggregate`), claims.md (`report claims`: each "
         "directional claim lists why this budget cannot give a verdict), main.md (`report tables`), "
-        f"{', '.join(FIGURES)} (`report figures`).",
+        f'{", ".join(FIGURES)} (`report figures`). claims.md reads "scale: smoke": at this budget the claims '
+        "check judges no published number.",
         "",
         "The params file used (params.yaml with these changes):",
         "",
