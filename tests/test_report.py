@@ -152,6 +152,17 @@ def test_only_the_selected_runs_are_read(tmp_path):
         aggregate.finished(tmp_path, [RunId("main", "cifar10", "cifar_resnet8", "sam", 0, 0)])
 
 
+def test_best_epoch_accuracy_is_the_highest_monitored_test_accuracy(tmp_path):
+    run = tmp_path / "main" / "cifar10" / "cifar_resnet8" / "sam" / "noise0" / "seed0"
+    (run / "train" / "dvclive" / "plots" / "metrics" / "test").mkdir(parents=True)
+    (run / "train" / "dvclive" / "metrics.json").write_text('{"test": {"acc": 0.4}}')
+    (run / "train" / "dvclive" / "plots" / "metrics" / "test" / "acc.tsv").write_text("step\tacc\n0\t0.3\n1\t0.5\n2\t0.4\n")
+    (run / "train" / "run.json").write_text('{"config": {"dataset": "cifar10", "monitor_per_class": null}}')
+    ident, metrics, _ = aggregate.read_run(run)
+    assert (metrics["best_acc"], metrics["test_acc"], ident["epochs"]) == (0.5, 0.4, 3)  # best epoch 2 of 3
+    assert ident["monitor_size"] == 10_000  # picked on the whole test set: what ASAM's best-epoch numbers used
+
+
 def test_epochs_fall_back_to_the_run_config(tmp_path):
     run = tmp_path / "main" / "cifar10" / "cifar_resnet8" / "sgd" / "noise0" / "seed0"
     (run / "train" / "dvclive").mkdir(parents=True)
