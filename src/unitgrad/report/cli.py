@@ -1,6 +1,7 @@
 """`unitgrad report <step>`: one DVC stage per step, each with fixed inputs and fixed output names.
 
-  aggregate  the selected runs          → results/{runs,summary,paired,curves}.csv (stale runs: a warning)
+  aggregate  the selected runs          → results/{runs,summary,paired,curves}.csv, results/metrics/ (headline
+                                          numbers for `dvc metrics show`; stale runs: a warning)
   figures    the CSVs                   → results/figures/<name>.{png,pdf}
   tables     the CSVs + params          → results/tables/<name>.md, paper/tables/<name>.{tex,json}
   claims     runs + summary + paired + params → results/claims.{md,csv}, paper/tables/claims.{tex,json}
@@ -22,7 +23,7 @@ import pandas as pd
 from unitgrad.config import load_params, view
 from unitgrad.errors import UnitgradError
 from unitgrad.io import atomic_path, write_text
-from unitgrad.report import aggregate, claims, figures, selection, style, tables
+from unitgrad.report import aggregate, claims, dvc_views, figures, selection, style, tables
 from unitgrad.report.references import PUBLISHED
 from unitgrad.schema import Params
 
@@ -75,6 +76,7 @@ def run_aggregate(runs_root: Path, results: Path, params: Params, source: str) -
     }
     for name in CSV_NAMES:
         write_csv(frames[name], results / f"{name}.csv")
+    dvc_views.write_headline_metrics(frames["summary"], results / "metrics")
 
 
 def _join(values) -> str:
