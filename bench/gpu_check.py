@@ -72,9 +72,19 @@ GPU = Sizes(
     estimate_batch=128,
 )
 CPU_DRY_RUN = dataclasses.replace(
-    GPU, models=("cifar_resnet8",), batches=(8, 16), warmup=1, steps=2, repeats=2, work_repeats=2,
-    epoch_model="cifar_resnet8", epoch_images=64, epoch_batch=16, fp16_steps=3,
-    estimate_models=("cifar_resnet20",), estimate_batch=8,
+    GPU,
+    models=("cifar_resnet8",),
+    batches=(8, 16),
+    warmup=1,
+    steps=2,
+    repeats=2,
+    work_repeats=2,
+    epoch_model="cifar_resnet8",
+    epoch_images=64,
+    epoch_batch=16,
+    fp16_steps=3,
+    estimate_models=("cifar_resnet20",),
+    estimate_batch=8,
 )  # fmt: skip - the dry run's sizes in rows that follow GPU's fields
 
 

@@ -86,8 +86,11 @@ FULL = Config(("cifar_resnet18", "cifar_wrn28_10"), 25, "cifar_resnet8", 128, 40
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, no pipeline (about a minute)")
-    parser.add_argument("--grid", action="store_true",
-                        help="only grid_speedup_vs_serial (with --quick: on 4 runs, a check of the path, not judged)")
+    parser.add_argument(
+        "--grid",
+        action="store_true",
+        help="only grid_speedup_vs_serial (with --quick: on 4 runs, a check of the path, not judged)",
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")
     parser.add_argument(

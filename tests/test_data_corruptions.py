@@ -7,8 +7,19 @@ from unitgrad.data import CORRUPTIONS, corrupt
 from unitgrad.data import corruptions as C
 from unitgrad.errors import UnitgradError
 
-RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "glass_blur", "motion_blur",
-          "snow", "frost", "fog", "elastic_transform", "spatter"}  # fmt: skip - a set of names in rows, not a column
+RANDOM = {
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "speckle_noise",
+    "glass_blur",
+    "motion_blur",
+    "snow",
+    "frost",
+    "fog",
+    "elastic_transform",
+    "spatter",
+}  # fmt: skip - a set of names in rows, not a column
 
 
 @pytest.fixture(scope="module")

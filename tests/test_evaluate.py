@@ -64,8 +64,16 @@ def write_dataset(root, corrupt_wrong_from_severity=3):
 def write_run(run_dir, model, model_name, cifar_stem=True, config=CONFIG):
     train = run_dir / "train"
     train.mkdir(parents=True)
-    torch.save({"model": model.state_dict(), "model_name": model_name, "num_classes": 10,
-                "cifar_stem": cifar_stem, "dataset": "cifar10"}, train / "model.pt")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_name": model_name,
+            "num_classes": 10,
+            "cifar_stem": cifar_stem,
+            "dataset": "cifar10",
+        },
+        train / "model.pt",
+    )
     (train / "run.json").write_text(json.dumps({"config": config, "git_commit": "abc"}))
     return run_dir
 
@@ -104,8 +112,10 @@ def test_schema_and_consistency_with_a_random_network(tmp_path, data_root):
     assert list(result["clean"]["per_class_acc"]) == list(CIFAR10_CLASSES)
     assert result["corruption"] == {} and result["mca"] is None and result["mca_all"] is None
     # The loaded weights, not a fresh network: same logits as the saved model in eval mode.
-    x = (torch.from_numpy(class_images(np.arange(10))).permute(0, 3, 1, 2).float() / 255
-         - torch.tensor(CIFAR_MEAN["cifar10"]).view(1, 3, 1, 1)) / torch.tensor(CIFAR_STD["cifar10"]).view(1, 3, 1, 1)
+    x = (
+        torch.from_numpy(class_images(np.arange(10))).permute(0, 3, 1, 2).float() / 255
+        - torch.tensor(CIFAR_MEAN["cifar10"]).view(1, 3, 1, 1)
+    ) / torch.tensor(CIFAR_STD["cifar10"]).view(1, 3, 1, 1)
     with torch.inference_mode():
         expected = (model.eval()(x).argmax(1) == torch.arange(10)).double().mean().item()
     assert result["clean"]["acc"] == pytest.approx(expected)

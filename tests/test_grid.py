@@ -29,7 +29,10 @@ from unitgrad.studies import selected_runs
 ray = pytest.importorskip("ray")
 BIN = Path(sys.executable).parent
 TRAIN, EVAL = "train_main@cifar10-cifar_resnet8-{}-0-0", "evaluate_main@cifar10-cifar_resnet8-{}-0-0"
-NOISY_TRAIN, NOISY_EVAL = "train_sam_table4@cifar10-cifar_resnet8-sgd-40-0", "evaluate_sam_table4@cifar10-cifar_resnet8-sgd-40-0"
+NOISY_TRAIN, NOISY_EVAL = (
+    "train_sam_table4@cifar10-cifar_resnet8-sgd-40-0",
+    "evaluate_sam_table4@cifar10-cifar_resnet8-sgd-40-0",
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,14 @@ def _real_repo(path: Path, source: Path, optimizers=("sgd", "pugd")) -> Path:
         shutil.copytree(ROOT / name, path / name)
     studies = {"main": list(optimizers), "sam_table4": ["sgd"]}
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    kept = ("prepare", "corrupt", "toy", "report", "paper", *(f"{kind}_{s}" for s in studies for kind in ("train", "evaluate")))
+    kept = (
+        "prepare",
+        "corrupt",
+        "toy",
+        "report",
+        "paper",
+        *(f"{kind}_{s}" for s in studies for kind in ("train", "evaluate")),
+    )
     pipeline["stages"] = {name: stage for name, stage in pipeline["stages"].items() if name.startswith(kept)}
     (path / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     (path / "params.yaml").write_text(yaml.safe_dump(_tiny_params(source, studies)))

@@ -65,9 +65,7 @@ def train_step(opt, model, x, y, closure_form=False, scaler=None, inject_inf=Non
 
 def tiny_model(seed=0, dtype=torch.float32):
     torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3)
-    )
+    model = nn.Sequential(nn.Linear(6, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
     return model.to(dtype)
 
 
@@ -113,9 +111,7 @@ def per_element(key):
 def hand_steps(method, steps, lr_factor):
     """The brief's formulas on one flat vector, SGD with momentum and weight decay as the base."""
     w, buf = W0.clone(), None
-    lr, mom, wd, rho, eta = (
-        per_element(k) for k in ("lr", "momentum", "weight_decay", "rho", "eta")
-    )
+    lr, mom, wd, rho, eta = (per_element(k) for k in ("lr", "momentum", "weight_decay", "rho", "eta"))
     for t in range(steps):
         g = flat_grad(w)
         if method == "sam":
@@ -148,20 +144,11 @@ def param_loss(params):
 
 @pytest.mark.parametrize("method", ALL)
 @pytest.mark.parametrize("closure_form", [False, True])
-def test_formula_matches_hand_computation_two_groups_momentum_wd_scheduler(
-    method, closure_form
-):
+def test_formula_matches_hand_computation_two_groups_momentum_wd_scheduler(method, closure_form):
     params = make_params()
     groups = [{"params": params[:2], **HP[0]}, {"params": params[2:], **HP[1]}]
     own = {"sam": ("rho",), "asam": ("rho", "eta"), "pugd": ("rho",)}.get(method, ())
-    groups = [
-        {
-            k: v
-            for k, v in g.items()
-            if k in ("params", "lr", "momentum", "weight_decay", *own)
-        }
-        for g in groups
-    ]
+    groups = [{k: v for k, v in g.items() if k in ("params", "lr", "momentum", "weight_decay", *own)} for g in groups]
     opt = create_optimizer(method, groups)
     lr_factor = lambda t: 1.0 / (1 + t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
@@ -178,9 +165,7 @@ def test_formula_matches_hand_computation_two_groups_momentum_wd_scheduler(
             opt.second_step()
         sched.step()
     got = torch.cat([p.detach().reshape(-1) for p in params])
-    torch.testing.assert_close(
-        got, hand_steps(method, 4, lr_factor), rtol=0, atol=1e-12
-    )
+    torch.testing.assert_close(got, hand_steps(method, 4, lr_factor), rtol=0, atol=1e-12)
 
 
 def test_pugd_accumulates_first_and_second_gradient():
@@ -196,9 +181,7 @@ def test_pugd_accumulates_first_and_second_gradient():
     flat_loss(p).backward()
     opt.second_step()
     big_g = g + flat_grad(W0 + e)
-    torch.testing.assert_close(
-        p.detach(), W0 - 0.2 * big_g / (big_g.norm() + EPS), rtol=0, atol=1e-14
-    )
+    torch.testing.assert_close(p.detach(), W0 - 0.2 * big_g / (big_g.norm() + EPS), rtol=0, atol=1e-14)
 
 
 def test_asam_eta_enters_numerator_and_norm():
@@ -208,9 +191,7 @@ def test_asam_eta_enters_numerator_and_norm():
     g = p.grad.clone()
     opt.first_step()
     t = W0.abs() + 0.3
-    torch.testing.assert_close(
-        p.detach() - W0, 0.5 * t * t * g / ((t * g).norm() + EPS), rtol=0, atol=1e-15
-    )
+    torch.testing.assert_close(p.detach() - W0, 0.5 * t * t * g / ((t * g).norm() + EPS), rtol=0, atol=1e-15)
     assert p.grad is None  # SAM/ASAM drop g before the second pass
 
 
@@ -347,9 +328,7 @@ def _checkpoint(model, opt, sched):
 
 
 def _fresh(method):
-    model = tiny_model(
-        seed=5
-    )  # different init: everything must come from the checkpoint
+    model = tiny_model(seed=5)  # different init: everything must come from the checkpoint
     opt = create_optimizer(
         method,
         [
@@ -373,9 +352,7 @@ def test_state_dict_resume_is_bit_identical(method):
         train_step(opt, model, x, y)
         sched.step()
     ckpt = _checkpoint(model, opt, sched)
-    assert all(
-        "w" not in s for s in ckpt["opt"]["state"].values()
-    )  # no stale weight copies between steps
+    assert all("w" not in s for s in ckpt["opt"]["state"].values())  # no stale weight copies between steps
     for x, y in batches[3:]:
         train_step(opt, model, x, y)
         sched.step()
@@ -407,9 +384,7 @@ def test_resume_between_first_and_second_step(method):
     opt.first_step()
     grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
     ckpt = _checkpoint(model, opt, sched)
-    assert len(ckpt["opt"]["state"]) == len(
-        list(model.parameters())
-    )  # the saved w of every parameter
+    assert len(ckpt["opt"]["state"]) == len(list(model.parameters()))  # the saved w of every parameter
     with bn_update_disabled(model):
         F.cross_entropy(model(x2), y2).backward()
     opt.second_step()
@@ -449,17 +424,10 @@ def test_create_optimizer_names(name, cls):
 
 
 def test_create_optimizer_defaults_and_custom_base():
-    opt = create_optimizer(
-        "asam", tiny_model().parameters(), base=torch.optim.RMSprop, lr=1e-3
-    )
+    opt = create_optimizer("asam", tiny_model().parameters(), base=torch.optim.RMSprop, lr=1e-3)
     assert isinstance(opt.base_optimizer, torch.optim.RMSprop)
     assert (opt.param_groups[0]["rho"], opt.param_groups[0]["eta"]) == (0.5, 0.01)
-    assert (
-        create_optimizer("pugd", tiny_model().parameters(), lr=0.1).param_groups[0][
-            "rho"
-        ]
-        == 1.0
-    )
+    assert create_optimizer("pugd", tiny_model().parameters(), lr=0.1).param_groups[0]["rho"] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -490,9 +458,7 @@ def test_two_pass_step_without_closure_and_foreign_state_dict_are_errors():
     with pytest.raises(UnitgradError, match="needs a closure"):
         opt.step()
     with pytest.raises(UnitgradError, match="no 'base' entry"):
-        opt.load_state_dict(
-            torch.optim.SGD(tiny_model().parameters(), lr=0.1).state_dict()
-        )
+        opt.load_state_dict(torch.optim.SGD(tiny_model().parameters(), lr=0.1).state_dict())
 
 
 # ---------------------------------------------------------------- BatchNorm
@@ -516,13 +482,8 @@ def test_bn_update_disabled_leaves_buffers_untouched_and_uses_batch_stats():
         model(x)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
-    torch.testing.assert_close(
-        out, reference(x), rtol=0, atol=0
-    )  # train mode: batch statistics
-    assert (
-        reference[1].num_batches_tracked.item() == 2
-        and model[1].num_batches_tracked.item() == 1
-    )
+    torch.testing.assert_close(out, reference(x), rtol=0, atol=0)  # train mode: batch statistics
+    assert reference[1].num_batches_tracked.item() == 2 and model[1].num_batches_tracked.item() == 1
     with pytest.raises(RuntimeError), bn_update_disabled(model):
         raise RuntimeError("boom")
     assert all(m.track_running_stats for m in (model[1], model[3]))
@@ -551,12 +512,7 @@ def test_fp16_scaler_without_overflow_matches_unscaled_step(method, closure_form
 
 @pytest.mark.parametrize(
     ("method", "where"),
-    [
-        (m, w)
-        for m in METHODS
-        for w in ("first", "second")
-        if (m, w) != ("ugd", "second")
-    ],
+    [(m, w) for m in METHODS for w in ("first", "second") if (m, w) != ("ugd", "second")],
 )
 def test_fp16_scaler_skips_whole_step_on_overflow_in_either_pass(method, where):
     x, y = tiny_batches(1)[0]
@@ -569,9 +525,7 @@ def test_fp16_scaler_skips_whole_step_on_overflow_in_either_pass(method, where):
     for k, v in model.state_dict().items():
         if not k.endswith(("running_mean", "running_var", "num_batches_tracked")):
             assert torch.equal(v, before[k]), k
-    assert (
-        len(opt.base_optimizer.state) == 0
-    )  # no momentum buffer: the base step never ran
+    assert len(opt.base_optimizer.state) == 0  # no momentum buffer: the base step never ran
     assert scaler.get_scale() == 2.0**11
 
 
@@ -593,10 +547,7 @@ def test_bf16_weights_step_is_finite(method):
     opt = create_optimizer(method, model.parameters(), lr=0.1)
     x, y = tiny_batches(1)[0]
     train_step(opt, model, x.bfloat16(), y)
-    assert all(
-        p.dtype == torch.bfloat16 and torch.isfinite(p).all()
-        for p in model.parameters()
-    )
+    assert all(p.dtype == torch.bfloat16 and torch.isfinite(p).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize("method", ["sam", "asam", "pugd"])

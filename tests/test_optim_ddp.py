@@ -41,9 +41,7 @@ def shards():
 
 def _worker(rank, port, out_path):
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     x, y = shards()
     results = {"compiled_first_pass_local": None}
     probe = DistributedDataParallel(make_model())
@@ -102,20 +100,12 @@ def reference(method, cfg, chunks=1):
                 d = [wi.abs() * gi for wi, gi in zip(w, g)]
                 e = [cfg["rho"] * di / (norm(d) + EPS) for di in d]
             g_star = grad([wi + ei for wi, ei in zip(w, e)], t, r, c)
-            second.append(
-                [gs + gi for gs, gi in zip(g_star, g)]
-                if method == "pugd"
-                else list(g_star)
-            )
+            second.append([gs + gi for gs, gi in zip(g_star, g)] if method == "pugd" else list(g_star))
         synced = [sum(parts) / len(second) for parts in zip(*second)]
         if method == "pugd":
             synced = [s / (norm(synced) + EPS) for s in synced]
         d_p = [s + SGD["weight_decay"] * wi for s, wi in zip(synced, w)]
-        buf = (
-            d_p
-            if buf is None
-            else [SGD["momentum"] * b + dp for b, dp in zip(buf, d_p)]
-        )
+        buf = d_p if buf is None else [SGD["momentum"] * b + dp for b, dp in zip(buf, d_p)]
         w = [wi - SGD["lr"] * b for wi, b in zip(w, buf)]
     return w
 

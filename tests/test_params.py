@@ -21,7 +21,19 @@ from unitgrad.schema import METHODS
 from unitgrad.train import data as train_data
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ["train", "--study", "main", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd", "--seed", "0"]
+TRAIN = [
+    "train",
+    "--study",
+    "main",
+    "--dataset",
+    "cifar10",
+    "--model",
+    "cifar_resnet8",
+    "--optimizer",
+    "sgd",
+    "--seed",
+    "0",
+]
 OUTPUTS = ("model.pt", "labels.npz", "run.json", "checkpoint.pt")
 BAD = [  # (edit of the YAML text's last match: train comes last, the error after "error: <file>: ")
     (("lr: 0.1", "lr: fast"), "train.lr: input should be a valid number, got 'fast'"),
@@ -105,8 +117,10 @@ def test_params_check_prints_the_plan_of_each_scale(capsys):
     out = capsys.readouterr().out
     assert out.startswith("params.yaml: valid (smoke scale)")
     assert " train_main                10  cifar_resnet8 on cifar10, noise 0 %; epochs: sgd 4, sam 4," in out
-    assert " train_sam_table1           3  cifar_resnet8 on cifar10, noise 0 %; epochs: sgd 1, sgd_2x 2, sam 1; " \
-           "batch 256" in out  # the study's overrides, resolved per run
+    assert (
+        " train_sam_table1           3  cifar_resnet8 on cifar10, noise 0 %; epochs: sgd 1, sgd_2x 2, sam 1; "
+        "batch 256" in out
+    )  # the study's overrides, resolved per run
     assert " evaluate_sam_table4        4  " in out and "device (train.device auto): " in out
     assert cli.main(["params", "check", str(ROOT / "params.paper.yaml")]) == 0
     assert "params.paper.yaml: valid (paper scale)" in capsys.readouterr().out

@@ -31,8 +31,13 @@ def _image_folder(root: Path) -> Path:
 
 # Each study with the optimizers whose code paths it adds: m-sharpness (sam_table1), label noise (sam_table4),
 # ASAM's official rule (asam_table), BN in both passes and the per-epoch LR (pugd_official).
-TINY_STUDIES = {"main": ["sgd", "pugd"], "sam_table1": ["sam"], "sam_table4": ["sgd"], "asam_table": ["asam"],
-                "pugd_official": ["pugd"]}
+TINY_STUDIES = {
+    "main": ["sgd", "pugd"],
+    "sam_table1": ["sam"],
+    "sam_table4": ["sgd"],
+    "asam_table": ["asam"],
+    "pugd_official": ["pugd"],
+}
 TINY_SET = {"train.batch_size": 8, "optim.sam.m": 4, "train.epochs": 1}  # 40 training images
 
 
@@ -70,7 +75,8 @@ def test_dvc_repro_runs_every_stage_then_is_up_to_date(tmp_path):
     repro = _run([BIN / "dvc", "repro"], repo)
     assert repro.returncode == 0, (repro.stdout + repro.stderr)[-3000:]  # the paper needs no TeX
     assert json.loads((repo / "data" / "cifar10" / "source.json").read_text())["skipped"][0].startswith(
-        str(tmp_path / "absent.tar.gz"))
+        str(tmp_path / "absent.tar.gz")
+    )
 
     runs = repo / "results" / "runs"
     for study, optimizers in TINY_STUDIES.items():

@@ -34,9 +34,18 @@ TEX_TABLES = ["main", "label_noise", "corruption", "paired", "setup", "claims"] 
 
 
 def _cli_args(root):
-    return ["--params", str(root / "params.yaml"), "--runs", str(root / "results" / "runs"),
-            "--results", str(root / "results"), "--figures", str(root / "results" / "figures"),
-            "--paper-tables", str(root / "paper" / "tables")]
+    return [
+        "--params",
+        str(root / "params.yaml"),
+        "--runs",
+        str(root / "results" / "runs"),
+        "--results",
+        str(root / "results"),
+        "--figures",
+        str(root / "results" / "figures"),
+        "--paper-tables",
+        str(root / "paper" / "tables"),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +59,7 @@ def built(tmp_path_factory):
 
 
 # --- statistics -------------------------------------------------------------------------------
+
 
 def test_t_interval_of_one_two_three():
     # mean 2, std 1, n 3: half-width = t(0.975, 2) / sqrt(3) = 4.302653 / 1.732051
@@ -82,6 +92,7 @@ def test_too_few_seeds_gives_no_p_value():
 
 # --- aggregation ------------------------------------------------------------------------------
 
+
 def test_summary_has_known_means_and_intervals(built):
     summary = pd.read_csv(built / "results" / "summary.csv")
     clean = summary[(summary["metric"] == "clean_acc")].set_index(["optimizer", "noise"])
@@ -100,27 +111,42 @@ def test_summary_has_known_means_and_intervals(built):
 
 def test_runs_and_curves_are_tidy(built):
     runs = pd.read_csv(built / "results" / "runs.csv")
-    assert list(runs.columns) == [*aggregate.ID_COLUMNS, "epochs", "train_size", *aggregate.PROTOCOL_COLUMNS,
-                                  "metric", "value"]
+    assert list(runs.columns) == [
+        *aggregate.ID_COLUMNS,
+        "epochs",
+        "train_size",
+        *aggregate.PROTOCOL_COLUMNS,
+        "metric",
+        "value",
+    ]
     assert not runs.duplicated([*aggregate.ID_COLUMNS, "metric"]).any()
     sam = runs[(runs["optimizer"] == "sam") & (runs["noise"] == 0)].iloc[0]
     assert (sam["study"], sam["batch_size"], sam["lr"], sam["rho"], sam["m"]) == ("main", 128, 0.1, 0.05, 128)
     assert (sam["augmentation"], sam["bn_update"], sam["monitor_size"]) == ("crop4+flip", "first_pass", 1000)
-    best = runs[(runs["optimizer"] == "sam") & (runs["seed"] == 0) & (runs["noise"] == 0)
-                & (runs["metric"] == "best_acc")]["value"].item()
+    best = runs[
+        (runs["optimizer"] == "sam") & (runs["seed"] == 0) & (runs["noise"] == 0) & (runs["metric"] == "best_acc")
+    ]["value"].item()
     assert best == pytest.approx(CLEAN[("sam", 0.0)][0])  # the fixture's curves rise: the last epoch is the best
     assert len(runs[runs["metric"] == "corruption/fog/5"]) == sum(len(v) for (o, n), v in CLEAN.items() if n == 0)
     curves = pd.read_csv(built / "results" / "curves.csv")
-    sam0 = curves[(curves["optimizer"] == "sam") & (curves["seed"] == 0) & (curves["noise"] == 0)
-                  & (curves["metric"] == "test_acc")]
+    sam0 = curves[
+        (curves["optimizer"] == "sam")
+        & (curves["seed"] == 0)
+        & (curves["noise"] == 0)
+        & (curves["metric"] == "test_acc")
+    ]
     assert list(sam0["epoch"]) == list(range(EPOCHS))
     assert sam0["value"].iloc[-1] == pytest.approx(CLEAN[("sam", 0.0)][0])
 
 
 def test_paired_csv_pairs_by_seed(built):
     paired = pd.read_csv(built / "results" / "paired.csv").fillna({"note": ""})
-    row = paired[(paired["optimizer"] == "pugd") & (paired["reference"] == "sam") & (paired["metric"] == "clean_acc")
-                 & (paired["noise"] == 0)].iloc[0]
+    row = paired[
+        (paired["optimizer"] == "pugd")
+        & (paired["reference"] == "sam")
+        & (paired["metric"] == "clean_acc")
+        & (paired["noise"] == 0)
+    ].iloc[0]
     assert row["n"] == 3 and row["mean_diff"] == pytest.approx(0.03) and row["ci95_low"] > 0
     noisy = paired[(paired["noise"] == 0.4) & (paired["reference"] == "sam")]
     assert set(noisy["optimizer"]) == {"sgd", "pugd"}
@@ -135,8 +161,13 @@ def test_run_identity_comes_from_the_path(tmp_path, folder, rate):
     (run / "train" / "dvclive" / "metrics.json").write_text('{"test": {"acc": 0.8}}')
     ident, metrics, curves = aggregate.read_run(run)
     assert {k: ident[k] for k in aggregate.ID_COLUMNS} == {
-        "study": "main", "dataset": "cifar100", "model": "cifar_wrn28_10", "optimizer": "pugd", "noise": rate,
-        "seed": 7}
+        "study": "main",
+        "dataset": "cifar100",
+        "model": "cifar_wrn28_10",
+        "optimizer": "pugd",
+        "noise": rate,
+        "seed": 7,
+    }
     assert metrics == {"test_acc": 0.8} and curves == []  # not evaluated: no clean accuracy (monitor subset)
     assert math.isnan(ident["epochs"]) and math.isnan(ident["train_size"])
 
@@ -147,7 +178,8 @@ def test_only_the_selected_runs_are_read(tmp_path):
         (run.to_path(tmp_path) / "train" / "dvclive").mkdir(parents=True)
         (run.to_path(tmp_path) / "train" / "dvclive" / "metrics.json").write_text('{"test": {"acc": 0.8}}')
     assert aggregate.finished(tmp_path, [selected, RunId("main", "cifar10", "cifar_resnet8", "sam", 0, 0)]) == [
-        selected.to_path(tmp_path)]
+        selected.to_path(tmp_path)
+    ]
     with pytest.raises(UnitgradError, match="none of the 1 selected runs has finished"):
         aggregate.finished(tmp_path, [RunId("main", "cifar10", "cifar_resnet8", "sam", 0, 0)])
 
@@ -156,7 +188,9 @@ def test_best_epoch_accuracy_is_the_highest_monitored_test_accuracy(tmp_path):
     run = tmp_path / "main" / "cifar10" / "cifar_resnet8" / "sam" / "noise0" / "seed0"
     (run / "train" / "dvclive" / "plots" / "metrics" / "test").mkdir(parents=True)
     (run / "train" / "dvclive" / "metrics.json").write_text('{"test": {"acc": 0.4}}')
-    (run / "train" / "dvclive" / "plots" / "metrics" / "test" / "acc.tsv").write_text("step\tacc\n0\t0.3\n1\t0.5\n2\t0.4\n")
+    (run / "train" / "dvclive" / "plots" / "metrics" / "test" / "acc.tsv").write_text(
+        "step\tacc\n0\t0.3\n1\t0.5\n2\t0.4\n"
+    )
     (run / "train" / "run.json").write_text('{"config": {"dataset": "cifar10", "monitor_per_class": null}}')
     ident, metrics, _ = aggregate.read_run(run)
     assert (metrics["best_acc"], metrics["test_acc"], ident["epochs"]) == (0.5, 0.4, 3)  # best epoch 2 of 3
@@ -192,6 +226,7 @@ def test_no_runs_is_an_error_naming_dvc_repro(tmp_path, capsys):
 
 
 # --- outputs ----------------------------------------------------------------------------------
+
 
 def test_every_output_has_its_fixed_name(built):
     results = built / "results"
@@ -243,6 +278,7 @@ def test_figures_are_written_without_noise_or_corruption_or_spread(tmp_path, bui
 
 
 # --- paper ------------------------------------------------------------------------------------
+
 
 def _paper_project(built, tmp_path) -> Path:
     """A project tree with the repository's main.typ, the generated tables and figures, and a toy figure."""

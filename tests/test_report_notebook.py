@@ -29,9 +29,15 @@ def this_interpreter_kernel(tmp_path, monkeypatch):
     """A kernel spec for the running interpreter, so a fresh venv needs no `ipykernel install`."""
     spec_dir = tmp_path / "jupyter" / "kernels" / "unitgrad-test"
     spec_dir.mkdir(parents=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "unitgrad test", "language": "python"}))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "unitgrad test",
+                "language": "python",
+            }
+        )
+    )
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     return "unitgrad-test"
 
@@ -40,14 +46,26 @@ def test_notebook_runs_on_fixture(tmp_path, monkeypatch, this_interpreter_kernel
     results = tmp_path / "results"
     write_runs(results)
     (tmp_path / "params.yaml").write_text(PARAMS)
-    args = ["--params", str(tmp_path / "params.yaml"), "--runs", str(results / "runs"), "--results", str(results),
-            "--paper-tables", str(tmp_path / "paper" / "tables")]
+    args = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--runs",
+        str(results / "runs"),
+        "--results",
+        str(results),
+        "--paper-tables",
+        str(tmp_path / "paper" / "tables"),
+    ]
     for step in ("aggregate", "claims"):  # the notebook reads the four CSVs and claims.csv
         assert report_cli.main([step, *args]) == 0
     monkeypatch.setenv("UNITGRAD_RESULTS", str(results))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, kernel_name=this_interpreter_kernel, timeout=120,
-                   resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        notebook,
+        kernel_name=this_interpreter_kernel,
+        timeout=120,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    ).execute()
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     images = [out for out in outputs if "image/png" in out.get("data", {})]

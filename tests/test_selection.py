@@ -13,8 +13,14 @@ from unitgrad.runs import RunId
 
 def _report(tmp_path, params, capsys):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    args = ["--params", str(tmp_path / "params.yaml"), "--runs", str(tmp_path / "results" / "runs"),
-            "--results", str(tmp_path / "results")]  # fmt: skip - the CLI's arguments as one command line
+    args = [
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--runs",
+        str(tmp_path / "results" / "runs"),
+        "--results",
+        str(tmp_path / "results"),
+    ]  # fmt: skip - the CLI's arguments as one command line
     code = cli.main(["report", "aggregate", *args])
     return code, capsys.readouterr().err
 

@@ -11,9 +11,17 @@ from unitgrad.runs import RunId
 from unitgrad.studies import resolve, selected_runs
 from unitgrad.train.config import RunConfig
 
-NOISE = {"source": "SAM Table 4", "datasets": ["cifar10"], "models": ["cifar_resnet8"], "optimizers": ["sgd", "sam"],
-         "noise": [40, 80], "noise_kind": "symmetric", "seeds": [0, 1], "set": {"train.epochs": 2, "optim.sam.rho": 0.1},
-         "when": [{"noise": 80, "set": {"optim.sam.rho": 0.05}}, {"optimizer": "sam", "set": {"optim.sam.m": 32}}]}
+NOISE = {
+    "source": "SAM Table 4",
+    "datasets": ["cifar10"],
+    "models": ["cifar_resnet8"],
+    "optimizers": ["sgd", "sam"],
+    "noise": [40, 80],
+    "noise_kind": "symmetric",
+    "seeds": [0, 1],
+    "set": {"train.epochs": 2, "optim.sam.rho": 0.1},
+    "when": [{"noise": 80, "set": {"optim.sam.rho": 0.05}}, {"optimizer": "sam", "set": {"optim.sam.m": 32}}],
+}
 
 
 def _params(study=NOISE, **sections):
@@ -41,15 +49,19 @@ def test_set_then_the_matching_rules_in_order():
     assert params.train.epochs != 2  # the overrides change the run's settings, not the params
     unchanged = {**NOISE, "set": {}, "when": []}
     assert resolve(parse_params(_params(unchanged)), RunId("noise", "cifar10", "cifar_resnet8", "sgd", 40, 0)) == (
-        parse_params(_params(unchanged)))
+        parse_params(_params(unchanged))
+    )
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    ({"train.epoch": 3}, "studies.noise: cannot set 'train.epoch': params.yaml has no such key"),
-    ({"scale": "paper"}, "studies.noise: cannot set 'scale': a study sets only train.*, model.*, data.loader.*"),
-    ({"train.batch_size": 0}, "train.batch_size: input should be greater than or equal to 1, got 0"),
-    ({"optim.sam.m": 48}, "optim.sam.m: 48 does not divide train.batch_size (128)"),
-])  # fmt: skip - one bad override and its message per line
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"train.epoch": 3}, "studies.noise: cannot set 'train.epoch': params.yaml has no such key"),
+        ({"scale": "paper"}, "studies.noise: cannot set 'scale': a study sets only train.*, model.*, data.loader.*"),
+        ({"train.batch_size": 0}, "train.batch_size: input should be greater than or equal to 1, got 0"),
+        ({"optim.sam.m": 48}, "optim.sam.m: 48 does not divide train.batch_size (128)"),
+    ],
+)  # fmt: skip - one bad override and its message per line
 def test_a_bad_override_is_one_line_naming_the_study_and_key(tmp_path, capsys, overrides, message):
     path = tmp_path / "other.yaml"
     path.write_text(yaml.safe_dump(_params({**NOISE, "set": overrides, "when": []})))
@@ -64,8 +76,23 @@ def test_a_bad_override_is_one_line_naming_the_study_and_key(tmp_path, capsys, o
 def test_an_unknown_study_on_the_command_line_names_the_known_ones(tmp_path, capsys):
     path = tmp_path / "other.yaml"
     path.write_text(yaml.safe_dump(_params()))
-    argv = ["train", "--study", "nose", "--dataset", "cifar10", "--model", "cifar_resnet8", "--optimizer", "sgd",
-            "--seed", "0", "--params", str(path), "--out", str(tmp_path / "runs")]
+    argv = [
+        "train",
+        "--study",
+        "nose",
+        "--dataset",
+        "cifar10",
+        "--model",
+        "cifar_resnet8",
+        "--optimizer",
+        "sgd",
+        "--seed",
+        "0",
+        "--params",
+        str(path),
+        "--out",
+        str(tmp_path / "runs"),
+    ]
     assert cli.main(argv) == 2
     assert "studies.nose: no such study (known: noise)" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()

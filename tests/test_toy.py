@@ -35,9 +35,7 @@ def write_params(tmp_path, **overrides):
 def test_toy_writes_csv_and_png_deterministically(tmp_path):
     params = write_params(tmp_path, steps=20)
     for out in ("a", "b"):
-        assert (
-            toy.main(["--params", str(params), "--out-dir", str(tmp_path / out)]) == 0
-        )
+        assert toy.main(["--params", str(params), "--out-dir", str(tmp_path / out)]) == 0
     csv_a = (tmp_path / "a/toy/trajectories.csv").read_bytes()
     assert csv_a == (tmp_path / "b/toy/trajectories.csv").read_bytes()
     rows = list(csv.DictReader(csv_a.decode().splitlines()))
@@ -46,9 +44,7 @@ def test_toy_writes_csv_and_png_deterministically(tmp_path):
     assert {r["optimizer"] for r in rows} == set(TOY["optimizers"])
     first = [r for r in rows if r["step"] == "0"]
     assert all((float(r["x"]), float(r["y"])) == (-1.5, 1.8) for r in first)
-    assert (tmp_path / "a/figures/toy_trajectories.png").read_bytes()[
-        :8
-    ] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "a/figures/toy_trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list((tmp_path / "a").rglob("*.tmp"))
 
 
@@ -62,9 +58,7 @@ def test_paths_differ_as_the_methods_do():
     for name in ("pugd", "ugd", "asam"):
         assert np.linalg.norm(finals[name] - toy.WIDE_MIN) < 0.3, name
     for a, path in paths.items():  # every pair of paths is visibly apart somewhere
-        assert all(
-            np.abs(path - other).max() > 0.05 for b, other in paths.items() if b != a
-        ), a
+        assert all(np.abs(path - other).max() > 0.05 for b, other in paths.items() if b != a), a
 
 
 @pytest.mark.parametrize(

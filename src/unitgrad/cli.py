@@ -35,8 +35,7 @@ def version() -> str:
 
 
 def _usage() -> str:
-    lines = ["usage: unitgrad <command> [options]   (unitgrad <command> --help; unitgrad --version)", "",
-             "commands:"]
+    lines = ["usage: unitgrad <command> [options]   (unitgrad <command> --help; unitgrad --version)", "", "commands:"]
     lines += [f"  {name:<9} {help_}" for name, (_, help_) in COMMANDS.items()]
     return "\n".join(lines)
 

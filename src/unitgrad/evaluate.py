@@ -128,8 +128,15 @@ def _predict(
     """float32 logits (on the CPU) of `model` for uint8 NHWC `images`, normalised as in training."""
     device = next(model.parameters()).device
     loader = DeviceLoader(
-        images, labels, batch_size, device, CIFAR_MEAN[dataset], CIFAR_STD[dataset],
-        train=False, drop_last=False, channels_last=channels_last,
+        images,
+        labels,
+        batch_size,
+        device,
+        CIFAR_MEAN[dataset],
+        CIFAR_STD[dataset],
+        train=False,
+        drop_last=False,
+        channels_last=channels_last,
     )  # fmt: skip - the normalisation and the layout read as one line each
     with torch.inference_mode(), autocast(device, amp)():
         logits = torch.cat([model(x).float() for x, _ in loader])

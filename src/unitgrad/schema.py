@@ -146,8 +146,9 @@ class SGDMethod(Method):
 
 
 class TwoPassMethod(Method):
-    m: int | None = _field("m-sharpness: images per perturbation (a divisor of the batch); null = the whole batch",
-                           default=None, ge=1)
+    m: int | None = _field(
+        "m-sharpness: images per perturbation (a divisor of the batch); null = the whole batch", default=None, ge=1
+    )
 
 
 class SAMMethod(TwoPassMethod):

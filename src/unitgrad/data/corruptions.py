@@ -22,8 +22,20 @@ from scipy import ndimage
 from unitgrad.errors import UnitgradError
 
 STANDARD = (
-    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur",
-    "zoom_blur", "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
     "jpeg_compression",
 )  # fmt: skip - the names in rows, as the benchmark lists them
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")

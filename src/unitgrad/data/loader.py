@@ -119,9 +119,7 @@ class DeviceLoader:
             else:
                 source = order
             centres = torch.randint(size, (n, 2), generator=gen)
-            order, source, rows, cols, centres = (
-                t.to(self.device) for t in (order, source, rows, cols, centres)
-            )
+            order, source, rows, cols, centres = (t.to(self.device) for t in (order, source, rows, cols, centres))
         ramp = torch.arange(size, device=self.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             batch = slice(start, start + self.batch_size)

@@ -85,8 +85,7 @@ def fetch(archive: Archive, dest_dir: str | Path, offline_hint: str = "") -> Pat
     digest = hashlib.md5()
     with atomic_path(dest) as tmp:
         try:
-            with (urllib.request.urlopen(archive.url, timeout=DOWNLOAD_TIMEOUT_S) as response,
-                  open(tmp, "wb") as out):
+            with urllib.request.urlopen(archive.url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(tmp, "wb") as out:
                 while chunk := response.read(_CHUNK):
                     digest.update(chunk)
                     out.write(chunk)

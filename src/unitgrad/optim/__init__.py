@@ -92,25 +92,17 @@ def create_optimizer(
     The wrappers get torch's fused SGD/AdamW unless `cfg` picks an implementation (fused, foreach).
     """
     if name not in OPTIMIZERS:
-        raise UnitgradError(
-            f"unknown optimizer '{name}': choose one of {', '.join(OPTIMIZERS)}"
-        )
+        raise UnitgradError(f"unknown optimizer '{name}': choose one of {', '.join(OPTIMIZERS)}")
     if isinstance(base, str):
         if base not in BASES:
-            raise UnitgradError(
-                f"unknown base optimizer '{base}': choose one of {', '.join(BASES)}"
-            )
+            raise UnitgradError(f"unknown base optimizer '{base}': choose one of {', '.join(BASES)}")
         base = BASES[base]
     elif not (isinstance(base, type) and issubclass(base, torch.optim.Optimizer)):
-        raise UnitgradError(
-            f"base must be 'sgd', 'adamw' or a torch.optim.Optimizer class, got {base!r}"
-        )
+        raise UnitgradError(f"base must be 'sgd', 'adamw' or a torch.optim.Optimizer class, got {base!r}")
     wrapper, own_keys = OPTIMIZERS[name]
     foreign = sorted({"rho", "eta", "rule"}.intersection(cfg).difference(own_keys))
     if foreign:
-        raise UnitgradError(
-            f"optimizer '{name}' takes no {', '.join(foreign)}: remove it from optim.{name}"
-        )
+        raise UnitgradError(f"optimizer '{name}' takes no {', '.join(foreign)}: remove it from optim.{name}")
     # torch steps with a per-parameter loop on CPU (foreach on CUDA); its fused kernel makes the same update
     # (up to rounding) in one pass over memory: SGD on ResNet-18's weights takes 3.7 ms on CPU instead of 9.3.
     # Only for the wrappers, whose second_step keeps GradScaler off torch's fused inf-skip (it leaves
@@ -125,9 +117,7 @@ def create_optimizer(
         return base(params, **cfg) if wrapper is None else wrapper(params, base, **cfg)
     except (TypeError, ValueError) as exc:
         detail = " ".join(str(exc).split())
-        raise UnitgradError(
-            f"cannot build optimizer '{name}' ({detail}): fix optim.* in params.yaml"
-        ) from exc
+        raise UnitgradError(f"cannot build optimizer '{name}' ({detail}): fix optim.* in params.yaml") from exc
 
 
 def _materialised(params: Iterable[Any]) -> tuple[list[Any], list[Any]]:

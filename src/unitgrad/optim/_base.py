@@ -26,9 +26,7 @@ _ACCUMULATED = "acc"  # state key: the weighted sum of the chunks' second-pass g
 
 def check_nonnegative(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise UnitgradError(
-            f"{name} must be a number >= 0, got {value!r}: fix optim.* in params.yaml"
-        )
+        raise UnitgradError(f"{name} must be a number >= 0, got {value!r}: fix optim.* in params.yaml")
     return float(value)
 
 
@@ -58,12 +56,8 @@ class WrappedOptimizer(torch.optim.Optimizer):
         own_defaults: dict[str, Any],
         base_kwargs: dict[str, Any],
     ) -> None:
-        if not (
-            isinstance(base_cls, type) and issubclass(base_cls, torch.optim.Optimizer)
-        ):
-            raise UnitgradError(
-                f"base_cls must be a torch.optim.Optimizer class, got {base_cls!r}"
-            )
+        if not (isinstance(base_cls, type) and issubclass(base_cls, torch.optim.Optimizer)):
+            raise UnitgradError(f"base_cls must be a torch.optim.Optimizer class, got {base_cls!r}")
         super().__init__(params, {**own_defaults, **base_kwargs})
         self.base_optimizer = base_cls(self.param_groups, **base_kwargs)
         self.param_groups = self.base_optimizer.param_groups
@@ -80,9 +74,7 @@ class WrappedOptimizer(torch.optim.Optimizer):
         own = {k: v for k, v in state_dict.items() if k != "base"}
         self.base_optimizer.load_state_dict(state_dict["base"])
         super().load_state_dict(own)
-        self.param_groups = (
-            self.base_optimizer.param_groups
-        )  # loading rebuilt both lists: share them again
+        self.param_groups = self.base_optimizer.param_groups  # loading rebuilt both lists: share them again
 
     def _normalise_grads(self) -> None:
         """g ← g / (‖g‖ + ε) with one global norm over every parameter that has a gradient."""
@@ -116,10 +108,7 @@ class TwoPassOptimizer(WrappedOptimizer):
         # the accumulated gradients outside a chunked step.
         stale = {_SCRATCH} | ({_SAVED} if not self._mid_step else set())
         stale |= {_ACCUMULATED} if not self._accumulating else set()
-        own = {
-            i: {k: v for k, v in s.items() if k not in stale}
-            for i, s in state_dict["state"].items()
-        }
+        own = {i: {k: v for k, v in s.items() if k not in stale} for i, s in state_dict["state"].items()}
         state_dict["state"] = {i: s for i, s in own.items() if s}
         return state_dict
 
@@ -139,15 +128,8 @@ class TwoPassOptimizer(WrappedOptimizer):
         """Save w, move to w + e using the current gradients, and (SAM, ASAM) zero the gradients."""
         self._first_pass_finite = None
         self._mid_step = True
-        for p in (
-            p
-            for g in self.param_groups
-            for p in g["params"]
-            if p.grad is None and p in self.state
-        ):
-            self.state[p].pop(
-                _SAVED, None
-            )  # only perturbed weights are restored in second_step
+        for p in (p for g in self.param_groups for p in g["params"] if p.grad is None and p in self.state):
+            self.state[p].pop(_SAVED, None)  # only perturbed weights are restored in second_step
         grad_buckets = buckets(self.param_groups, has_grad)
         if grad_buckets:
             directions = [self._direction(b) for b in grad_buckets]

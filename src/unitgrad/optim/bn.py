@@ -17,11 +17,7 @@ def bn_update_disabled(model: nn.Module) -> Iterator[None]:
     `track_running_stats` off in train mode, BatchNorm normalises by the batch and touches no buffer, so
     nothing is copied or restored and cumulative averaging (momentum=None) is unaffected.
     """
-    layers = [
-        m
-        for m in model.modules()
-        if isinstance(m, _BatchNorm) and m.track_running_stats
-    ]
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
     try:
         for layer in layers:
             layer.track_running_stats = False

@@ -29,9 +29,7 @@ class PUGD(TwoPassOptimizer):
         rho: float = 1.0,
         **base_kwargs: Any,
     ) -> None:
-        super().__init__(
-            params, base_cls, {"rho": check_nonnegative("rho", rho)}, base_kwargs
-        )
+        super().__init__(params, base_cls, {"rho": check_nonnegative("rho", rho)}, base_kwargs)
 
     def _direction(self, bucket: Bucket) -> tuple[list[Tensor], list[Tensor] | None]:
         # not in g: the second backward accumulates into it

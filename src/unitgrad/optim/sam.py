@@ -22,9 +22,7 @@ class SAM(TwoPassOptimizer):
         rho: float = 0.05,
         **base_kwargs: Any,
     ) -> None:
-        super().__init__(
-            params, base_cls, {"rho": check_nonnegative("rho", rho)}, base_kwargs
-        )
+        super().__init__(params, base_cls, {"rho": check_nonnegative("rho", rho)}, base_kwargs)
 
     def _direction(self, bucket: Bucket) -> tuple[list[Tensor], list[Tensor] | None]:
         # g is dropped after first_step: it may be scaled in place

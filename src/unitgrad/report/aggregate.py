@@ -29,8 +29,21 @@ PROTOCOL_COLUMNS = [f for f in PROTOCOL_FIELDS if f not in ("model", *SCALE_COLU
 TEST_SIZE = 10_000  # CIFAR-10/100: the monitored test set when train.monitor_per_class is null
 # Metrics worth a paired test: the paper's claims are about clean accuracy and corruption robustness.
 PAIRED_METRICS = ("clean_acc", "mca")
-PAIRED_COLUMNS = ["study", "dataset", "model", "noise", "metric", "optimizer", "reference", "n", "mean_diff",
-                  "ci95_low", "ci95_high", "p_value", "note"]
+PAIRED_COLUMNS = [
+    "study",
+    "dataset",
+    "model",
+    "noise",
+    "metric",
+    "optimizer",
+    "reference",
+    "n",
+    "mean_diff",
+    "ci95_low",
+    "ci95_high",
+    "p_value",
+    "note",
+]
 
 _NO_RUNS_FIX = "run `dvc repro` (or `unitgrad grid run`) first"
 
@@ -60,8 +73,14 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _identity(run: Path) -> dict[str, Any]:
     """The ID columns of the run in `run`; noise as the fraction of labels flipped."""
     run_id = RunId.from_path(run)
-    return {"study": run_id.study, "dataset": run_id.dataset, "model": run_id.model, "optimizer": run_id.optimizer,
-            "noise": run_id.noise_rate, "seed": run_id.seed}  # fmt: skip - the ID columns in one row
+    return {
+        "study": run_id.study,
+        "dataset": run_id.dataset,
+        "model": run_id.model,
+        "optimizer": run_id.optimizer,
+        "noise": run_id.noise_rate,
+        "seed": run_id.seed,
+    }  # fmt: skip - the ID columns in one row
 
 
 def _read_tsv_curves(plots_dir: Path) -> list[tuple[str, int, float]]:
@@ -154,12 +173,12 @@ def collect(root: str | Path, selected: list[RunId]) -> tuple[pd.DataFrame, pd.D
     for run in finished(root, selected):
         ident, metrics, curves = read_run(run)
         run_rows += [{**ident, "metric": m, "value": v} for m, v in metrics.items()]
-        curve_rows += [{**{k: ident[k] for k in ID_COLUMNS}, "epoch": e, "metric": m, "value": v}
-                       for m, e, v in curves]
+        curve_rows += [{**{k: ident[k] for k in ID_COLUMNS}, "epoch": e, "metric": m, "value": v} for m, e, v in curves]
     runs = pd.DataFrame(run_rows, columns=ID_COLUMNS + SCALE_COLUMNS + PROTOCOL_COLUMNS + ["metric", "value"])
     curves = pd.DataFrame(curve_rows, columns=ID_COLUMNS + ["epoch", "metric", "value"])
     return runs.sort_values(ID_COLUMNS + ["metric"], ignore_index=True), curves.sort_values(
-        ID_COLUMNS + ["metric", "epoch"], ignore_index=True)
+        ID_COLUMNS + ["metric", "epoch"], ignore_index=True
+    )
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -167,10 +186,17 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for key, group in runs.groupby(CONFIG_COLUMNS + ["metric"], sort=True):
         scale = {c: group[c].max() for c in SCALE_COLUMNS}
-        rows.append({**dict(zip(CONFIG_COLUMNS + ["metric"], key)), **scale, **describe(group["value"]),
-                     "seeds": " ".join(str(s) for s in sorted(group["seed"]))})
-    return pd.DataFrame(rows, columns=CONFIG_COLUMNS + ["metric"] + SCALE_COLUMNS
-                        + ["mean", "std", "n", "ci95", "seeds"])
+        rows.append(
+            {
+                **dict(zip(CONFIG_COLUMNS + ["metric"], key)),
+                **scale,
+                **describe(group["value"]),
+                "seeds": " ".join(str(s) for s in sorted(group["seed"])),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=CONFIG_COLUMNS + ["metric"] + SCALE_COLUMNS + ["mean", "std", "n", "ci95", "seeds"]
+    )
 
 
 def paired(runs: pd.DataFrame, references: list[str], min_seeds: int) -> pd.DataFrame:
@@ -190,7 +216,16 @@ def paired(runs: pd.DataFrame, references: list[str], min_seeds: int) -> pd.Data
                 pairs = by_seed[[optimizer, reference]].dropna()
                 if pairs.empty:
                     continue
-                rows.append({"study": study, "dataset": dataset, "model": model, "noise": noise, "metric": metric,
-                             "optimizer": optimizer, "reference": reference,
-                             **paired_difference(pairs[optimizer], pairs[reference], min_seeds)})
+                rows.append(
+                    {
+                        "study": study,
+                        "dataset": dataset,
+                        "model": model,
+                        "noise": noise,
+                        "metric": metric,
+                        "optimizer": optimizer,
+                        "reference": reference,
+                        **paired_difference(pairs[optimizer], pairs[reference], min_seeds),
+                    }
+                )
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)

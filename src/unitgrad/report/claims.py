@@ -30,11 +30,18 @@ SUPPORTED, NOT_SUPPORTED, NOT_COMPARABLE = "supported", "not supported", "not co
 NOT_RUN, CANNOT_RUN = "not run here", "cannot be run here"
 VERDICTS = (SUPPORTED, NOT_SUPPORTED, NOT_COMPARABLE, NOT_RUN, CANNOT_RUN)
 DIRECTIONAL_PUBLISHED = "PUGD better than SAM"
-COLUMNS = ["claim", "source", "study", "metric", "published", "reproduced", "scale", "verdict", "reason",
-           "mismatches"]
+COLUMNS = ["claim", "source", "study", "metric", "published", "reproduced", "scale", "verdict", "reason", "mismatches"]
 # Settings two optimizers of a paired comparison must share (ρ, m and the ASAM rule are per method).
-SHARED_FIELDS = ["epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "augmentation", "train_size",
-                 "noise_kind"]
+SHARED_FIELDS = [
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "label_smoothing",
+    "augmentation",
+    "train_size",
+    "noise_kind",
+]
 NONE = "none"
 
 
@@ -62,15 +69,22 @@ def _noise_is(frame: pd.DataFrame, noise: float) -> pd.Series:
     return (frame["noise"] - noise).abs() < 1e-9
 
 
-def _closest_group(protocols: pd.DataFrame, ref: PublishedNumber, optimizer: str,
-                   expected: dict[str, Any]) -> tuple[pd.Series | None, list[str]]:
+def _closest_group(
+    protocols: pd.DataFrame, ref: PublishedNumber, optimizer: str, expected: dict[str, Any]
+) -> tuple[pd.Series | None, list[str]]:
     """The study's run group for this row (the source's model if run, else the fewest mismatches) and its mismatches."""
-    groups = protocols[(protocols["study"] == ref.study) & (protocols["dataset"] == ref.dataset)
-                       & (protocols["optimizer"] == optimizer) & _noise_is(protocols, ref.noise)]
+    groups = protocols[
+        (protocols["study"] == ref.study)
+        & (protocols["dataset"] == ref.dataset)
+        & (protocols["optimizer"] == optimizer)
+        & _noise_is(protocols, ref.noise)
+    ]
     if groups.empty:
         return None, []
-    scored = [(protocol_mismatches(g, expected, ref.note), g["model"] != expected.get("model"), g["model"], g)
-              for _, g in groups.iterrows()]
+    scored = [
+        (protocol_mismatches(g, expected, ref.note), g["model"] != expected.get("model"), g["model"], g)
+        for _, g in groups.iterrows()
+    ]
     mismatches, _, _, group = min(scored, key=lambda s: (s[1], len(s[0]), s[2]))
     return group, mismatches
 
@@ -81,21 +95,37 @@ def _mean_ci(mean: float, ci: float, n: int) -> str:
 
 
 def _scale_text(scale: str, model: str, epochs: Any, train_size: Any, n: int) -> str:
-    return (f"{scale}: {model}, {text(epochs)} ep, {text(train_size)} train imgs, "
-            f"{n} seed{'s' if n != 1 else ''}")
+    return f"{scale}: {model}, {text(epochs)} ep, {text(train_size)} train imgs, {n} seed{'s' if n != 1 else ''}"
 
 
 def _summary_of(summary: pd.DataFrame, group: pd.Series, metric: str) -> pd.Series | None:
-    match = summary[(summary["metric"] == metric) & _noise_is(summary, group["noise"])
-                    & (summary[GROUP_COLUMNS[:4]] == group[GROUP_COLUMNS[:4]].to_numpy()).all(axis=1)]
+    match = summary[
+        (summary["metric"] == metric)
+        & _noise_is(summary, group["noise"])
+        & (summary[GROUP_COLUMNS[:4]] == group[GROUP_COLUMNS[:4]].to_numpy()).all(axis=1)
+    ]
     return None if match.empty else match.iloc[0]
 
 
-def _published_row(ref: PublishedNumber, protocols: pd.DataFrame, summary: pd.DataFrame, scale: str,
-                   min_seeds: int, tolerance_pp: float) -> dict[str, str]:
+def _published_row(
+    ref: PublishedNumber,
+    protocols: pd.DataFrame,
+    summary: pd.DataFrame,
+    scale: str,
+    min_seeds: int,
+    tolerance_pp: float,
+) -> dict[str, str]:
     published = f"{ref.value:.2f}" + (f" ± {ref.ci}" if ref.ci is not None else "") + " %"
-    row = {"claim": ref.claim, "source": ref.source, "study": ref.study or "—", "metric": ref.metric,
-           "published": published, "reproduced": "—", "scale": "—", "mismatches": "—"}
+    row = {
+        "claim": ref.claim,
+        "source": ref.source,
+        "study": ref.study or "—",
+        "metric": ref.metric,
+        "published": published,
+        "reproduced": "—",
+        "scale": "—",
+        "mismatches": "—",
+    }
     if ref.study is None:
         return {**row, "verdict": CANNOT_RUN, "reason": ref.note}
     found, missing, per_candidate = [], [], {}
@@ -113,13 +143,20 @@ def _published_row(ref: PublishedNumber, protocols: pd.DataFrame, summary: pd.Da
         found.append((optimizer, group, got))
     where = f"{style.dataset_label(ref.dataset)}{f', noise {ref.noise:g}' if ref.noise else ''}"
     if not found:
-        return {**row, "verdict": NOT_RUN,
-                "reason": f"not run here: study {ref.study} has no {' or '.join(missing)} runs on {where}"}
+        return {
+            **row,
+            "verdict": NOT_RUN,
+            "reason": f"not run here: study {ref.study} has no {' or '.join(missing)} runs on {where}",
+        }
     mismatches = merged_mismatches(per_candidate) + [f"{o} not run" for o in missing]
     scored = [(o, g, s) for o, g, s in found if s is not None]
     if not scored:
-        return {**row, "verdict": NOT_COMPARABLE, "mismatches": "; ".join(mismatches),
-                "reason": "protocol differs: " + "; ".join(mismatches)}
+        return {
+            **row,
+            "verdict": NOT_COMPARABLE,
+            "mismatches": "; ".join(mismatches),
+            "reason": "protocol differs: " + "; ".join(mismatches),
+        }
     optimizer, group, got = max(scored, key=lambda c: c[2]["mean"])
     n = int(got["n"])
     row["reproduced"] = _mean_ci(got["mean"], got["ci95"], n) + (f", {optimizer}" if len(ref.protocols) > 1 else "")
@@ -136,60 +173,94 @@ def _published_row(ref: PublishedNumber, protocols: pd.DataFrame, summary: pd.Da
     gap = _pp(got["mean"]) - ref.value
     reason = f"reproduced − published = {gap:+.2f} pp (tolerance ± {tolerance:.2f} pp)"
     optimistic = "best-epoch accuracy, as the source reported it (optimistic)" if ref.metric == "best_acc" else ""
-    return {**row, "verdict": SUPPORTED if abs(gap) <= tolerance else NOT_SUPPORTED,
-            "reason": "; ".join(r for r in (reason, chosen, optimistic, ref.note) if r)}
+    return {
+        **row,
+        "verdict": SUPPORTED if abs(gap) <= tolerance else NOT_SUPPORTED,
+        "reason": "; ".join(r for r in (reason, chosen, optimistic, ref.note) if r),
+    }
 
 
-def _directional_mismatches(claim: DirectionalClaim, pair: pd.Series, protocols: pd.DataFrame,
-                            min_seeds: int) -> list[str]:
+def _directional_mismatches(
+    claim: DirectionalClaim, pair: pd.Series, protocols: pd.DataFrame, min_seeds: int
+) -> list[str]:
     """Why a paired comparison is not at its study's full protocol (empty when it is)."""
     full = {**claim.protocol, "train_size": FULL_TRAIN_SIZE.get(pair["dataset"], math.inf)}
-    reference = next((dict(p) for noise, p in claim.reference_protocol.items() if abs(noise - pair["noise"]) < 1e-9),
-                     {})
+    reference = next(
+        (dict(p) for noise, p in claim.reference_protocol.items() if abs(noise - pair["noise"]) < 1e-9), {}
+    )
     recorded, per_optimizer = {}, {}
     for optimizer, expected in ((claim.optimizer, full), (claim.reference, {**full, **reference})):
-        group = protocols[(protocols[GROUP_COLUMNS[:3]] == [claim.study, pair["dataset"], pair["model"]]).all(axis=1)
-                          & (protocols["optimizer"] == optimizer) & _noise_is(protocols, pair["noise"])]
+        group = protocols[
+            (protocols[GROUP_COLUMNS[:3]] == [claim.study, pair["dataset"], pair["model"]]).all(axis=1)
+            & (protocols["optimizer"] == optimizer)
+            & _noise_is(protocols, pair["noise"])
+        ]
         if group.empty:
             per_optimizer[optimizer] = ["protocol not recorded"]
             continue
         recorded[optimizer] = got = group.iloc[0]
         epochs = got["epochs"]
         short = str(epochs).startswith("mixed: ") or not float(epochs) >= PAPER_EPOCHS  # NaN fails too
-        per_optimizer[optimizer] = ([f"epochs {text(epochs)} < {PAPER_EPOCHS}"] if short else []) + \
-            protocol_mismatches(got, expected)
+        per_optimizer[optimizer] = ([f"epochs {text(epochs)} < {PAPER_EPOCHS}"] if short else []) + protocol_mismatches(
+            got, expected
+        )
     out = merged_mismatches(per_optimizer)
     if len(recorded) == 2:
         a, b = recorded.values()
-        out += [f"{name} differs: {claim.optimizer} {text(a[name])}, {claim.reference} {text(b[name])}"
-                for name in SHARED_FIELDS if text(a[name]) != text(b[name])]
+        out += [
+            f"{name} differs: {claim.optimizer} {text(a[name])}, {claim.reference} {text(b[name])}"
+            for name in SHARED_FIELDS
+            if text(a[name]) != text(b[name])
+        ]
     if pair["n"] < min_seeds:
         out.append(f"paired seeds {int(pair['n'])} < {min_seeds}")
     return out
 
 
-def _directional_rows(claim: DirectionalClaim, paired: pd.DataFrame, protocols: pd.DataFrame,
-                      scale: str, min_seeds: int) -> list[dict[str, str]]:
-    base = {"claim": claim.claim, "source": claim.source, "study": claim.study, "metric": claim.metric,
-            "published": DIRECTIONAL_PUBLISHED}
-    rows = paired[(paired["study"] == claim.study) & (paired["metric"] == claim.metric)
-                  & (paired["optimizer"] == claim.optimizer) & (paired["reference"] == claim.reference)]
+def _directional_rows(
+    claim: DirectionalClaim, paired: pd.DataFrame, protocols: pd.DataFrame, scale: str, min_seeds: int
+) -> list[dict[str, str]]:
+    base = {
+        "claim": claim.claim,
+        "source": claim.source,
+        "study": claim.study,
+        "metric": claim.metric,
+        "published": DIRECTIONAL_PUBLISHED,
+    }
+    rows = paired[
+        (paired["study"] == claim.study)
+        & (paired["metric"] == claim.metric)
+        & (paired["optimizer"] == claim.optimizer)
+        & (paired["reference"] == claim.reference)
+    ]
     rows = rows[rows["noise"] > 0] if claim.noisy else rows[rows["noise"] == 0]
     if rows.empty:
         what = "label-noise" if claim.noisy else ("corruption-evaluated" if claim.metric == "mca" else "clean")
-        return [{**base, "reproduced": "—", "scale": "—", "verdict": NOT_RUN, "mismatches": "—",
-                 "reason": f"not run here: study {claim.study} has no paired {claim.optimizer} and "
-                           f"{claim.reference} {what} runs"}]
+        return [
+            {
+                **base,
+                "reproduced": "—",
+                "scale": "—",
+                "verdict": NOT_RUN,
+                "mismatches": "—",
+                "reason": f"not run here: study {claim.study} has no paired {claim.optimizer} and "
+                f"{claim.reference} {what} runs",
+            }
+        ]
     out = []
     for _, pair in rows.sort_values(["dataset", "model", "noise"]).iterrows():
         where = style.dataset_label(pair["dataset"])
         if claim.noisy:
             where += f", {round(100 * pair['noise'])} % noise"
-        ci = (f"[{_pp(pair['ci95_low']):+.2f}, {_pp(pair['ci95_high']):+.2f}] pp"
-              if math.isfinite(pair["ci95_low"]) else "[n/a] (one seed)")
+        ci = (
+            f"[{_pp(pair['ci95_low']):+.2f}, {_pp(pair['ci95_high']):+.2f}] pp"
+            if math.isfinite(pair["ci95_low"])
+            else "[n/a] (one seed)"
+        )
         difference = f"{style.label(claim.optimizer)} − {style.label(claim.reference)}"
-        group = protocols[(protocols[GROUP_COLUMNS[:4]] == [claim.study, pair["dataset"], pair["model"],
-                                                             claim.optimizer]).all(axis=1)]
+        group = protocols[
+            (protocols[GROUP_COLUMNS[:4]] == [claim.study, pair["dataset"], pair["model"], claim.optimizer]).all(axis=1)
+        ]
         epochs, size = (group.iloc[0]["epochs"], group.iloc[0]["train_size"]) if len(group) else (None, None)
         mismatches = _directional_mismatches(claim, pair, protocols, min_seeds)
         p_text = f" (paired t-test p = {pair['p_value']:.3g})" if math.isfinite(pair["p_value"]) else ""
@@ -201,14 +272,28 @@ def _directional_rows(claim: DirectionalClaim, paired: pd.DataFrame, protocols: 
             verdict, reason = NOT_SUPPORTED, f"{style.label(claim.optimizer)} is worse: the CI lies below 0{p_text}"
         else:
             verdict, reason = NOT_SUPPORTED, f"no significant difference: the CI includes 0{p_text}"
-        out.append({**base, "reproduced": f"{where}: {difference} = {_pp(pair['mean_diff']):+.2f} pp, 95 % CI {ci}",
-                    "scale": _scale_text(scale, pair["model"], epochs, size, int(pair["n"])),
-                    "verdict": verdict, "reason": reason, "mismatches": "; ".join(mismatches) or NONE})
+        out.append(
+            {
+                **base,
+                "reproduced": f"{where}: {difference} = {_pp(pair['mean_diff']):+.2f} pp, 95 % CI {ci}",
+                "scale": _scale_text(scale, pair["model"], epochs, size, int(pair["n"])),
+                "verdict": verdict,
+                "reason": reason,
+                "mismatches": "; ".join(mismatches) or NONE,
+            }
+        )
     return out
 
 
-def check_claims(runs: pd.DataFrame, summary: pd.DataFrame, paired: pd.DataFrame,
-                 published: list[PublishedNumber], scale: str, min_seeds: int, tolerance_pp: float) -> pd.DataFrame:
+def check_claims(
+    runs: pd.DataFrame,
+    summary: pd.DataFrame,
+    paired: pd.DataFrame,
+    published: list[PublishedNumber],
+    scale: str,
+    min_seeds: int,
+    tolerance_pp: float,
+) -> pd.DataFrame:
     """One row per claim (directional claims: one per dataset/model/noise rate run), columns `COLUMNS`.
 
     Frames from an aggregate that lacks `study` or a protocol column read as "not recorded" there.
@@ -231,13 +316,21 @@ def claims_markdown(claims: pd.DataFrame, scale: str, min_seeds: int, tolerance_
     counts = claims["verdict"].value_counts()
     metrics = "; ".join(f"`{m}` = {label}" for m, label in METRIC_LABELS.items())
     lines = [
-        "# Claims check", "",
-        (f"Scale run: **{scale}** (params.yaml `scale`). Reproduced values are mean ± 95 % t-based CI across "
-         f"seeds; directional claims show the paired difference. Metrics: {metrics}."), "",
-        comparability_text(min_seeds, tolerance_pp), "",
-        "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".", "",
-        *markdown.table(["#", *MARKDOWN_COLUMNS],
-                        ([i, *row] for i, row in enumerate(claims[MARKDOWN_COLUMNS].itertuples(index=False), 1))),
+        "# Claims check",
+        "",
+        (
+            f"Scale run: **{scale}** (params.yaml `scale`). Reproduced values are mean ± 95 % t-based CI across "
+            f"seeds; directional claims show the paired difference. Metrics: {metrics}."
+        ),
+        "",
+        comparability_text(min_seeds, tolerance_pp),
+        "",
+        "Verdicts: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".",
+        "",
+        *markdown.table(
+            ["#", *MARKDOWN_COLUMNS],
+            ([i, *row] for i, row in enumerate(claims[MARKDOWN_COLUMNS].itertuples(index=False), 1)),
+        ),
     ]
     return "\n".join(lines) + "\n"
 
@@ -255,14 +348,24 @@ def condensed(claims: pd.DataFrame) -> pd.DataFrame:
         if len(reasons) > 2:  # many distinct "not run here: …" lines: their common head says enough
             reasons = group["reason"].str.split(":", n=1).str[0].value_counts()
         single = len(group) == 1
-        rows.append(pd.DataFrame([{
-            "claim": group["claim"].iloc[0] if single else f"{len(group)} published accuracies",
-            "source": source, "study": study, "metric": group["metric"].iloc[0],
-            "published": group["published"].iloc[0] if single else "see results/claims.md",
-            "reproduced": "—", "scale": "—", "verdict": verdict,
-            "reason": "; ".join(f"{reason} ({count}×)" for reason, count in reasons.items()),
-            "mismatches": "see results/claims.md",
-        }]))
+        rows.append(
+            pd.DataFrame(
+                [
+                    {
+                        "claim": group["claim"].iloc[0] if single else f"{len(group)} published accuracies",
+                        "source": source,
+                        "study": study,
+                        "metric": group["metric"].iloc[0],
+                        "published": group["published"].iloc[0] if single else "see results/claims.md",
+                        "reproduced": "—",
+                        "scale": "—",
+                        "verdict": verdict,
+                        "reason": "; ".join(f"{reason} ({count}×)" for reason, count in reasons.items()),
+                        "mismatches": "see results/claims.md",
+                    }
+                ]
+            )
+        )
     return pd.concat(rows, ignore_index=True)[COLUMNS]
 
 
@@ -272,20 +375,30 @@ PAPER_CAPTION = "Claims check: published claims against this reproduction (full 
 def _paper_frame(claims: pd.DataFrame) -> pd.DataFrame:
     """The condensed claims with verdict and reason in one column (the scale is in the paper's setup)."""
     table = condensed(claims)
-    return pd.DataFrame({
-        "claim": table["claim"],
-        "source (study)": table["source"] + " (" + table["study"] + ", " + table["metric"] + ")",
-        "published": table["published"],
-        "reproduced": table["reproduced"],
-        "verdict": table["verdict"] + ": " + table["reason"],
-    })
+    return pd.DataFrame(
+        {
+            "claim": table["claim"],
+            "source (study)": table["source"] + " (" + table["study"] + ", " + table["metric"] + ")",
+            "published": table["published"],
+            "reproduced": table["reproduced"],
+            "verdict": table["verdict"] + ": " + table["reason"],
+        }
+    )
 
 
 def claims_latex(claims: pd.DataFrame) -> str:
     """The condensed claims as a LaTeX longtable for authors of a LaTeX paper."""
-    return "{\\footnotesize\n" + frame_latex(
-        _paper_frame(claims), PAPER_CAPTION, "tab:claims", long=True,
-        column_format="".join(RAGGED.format(w) for w in ("3.0cm", "2.7cm", "2.0cm", "3.0cm", "3.7cm"))) + "}\n"
+    return (
+        "{\\footnotesize\n"
+        + frame_latex(
+            _paper_frame(claims),
+            PAPER_CAPTION,
+            "tab:claims",
+            long=True,
+            column_format="".join(RAGGED.format(w) for w in ("3.0cm", "2.7cm", "2.0cm", "3.0cm", "3.7cm")),
+        )
+        + "}\n"
+    )
 
 
 def claims_json(claims: pd.DataFrame) -> str:

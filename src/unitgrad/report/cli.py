@@ -1,11 +1,11 @@
 """`unitgrad report <step>`: one DVC stage per step, each with fixed inputs and fixed output names.
 
-  aggregate  the selected runs          → results/{runs,summary,paired,curves}.csv, results/metrics/ (headline
-                                          numbers for `dvc metrics show`; stale runs: a warning)
-  figures    the CSVs                   → results/figures/<name>.{png,pdf}
-  tables     the CSVs + params          → results/tables/<name>.md, paper/tables/<name>.{tex,json}
-  claims     runs + summary + paired + params → results/claims.{md,csv}, paper/tables/claims.{tex,json}
-  all        the four, in order
+aggregate  the selected runs          → results/{runs,summary,paired,curves}.csv, results/metrics/ (headline
+                                        numbers for `dvc metrics show`; stale runs: a warning)
+figures    the CSVs                   → results/figures/<name>.{png,pdf}
+tables     the CSVs + params          → results/tables/<name>.md, paper/tables/<name>.{tex,json}
+claims     runs + summary + paired + params → results/claims.{md,csv}, paper/tables/claims.{tex,json}
+all        the four, in order
 """
 
 from __future__ import annotations
@@ -32,14 +32,30 @@ STEPS = ("aggregate", "figures", "tables", "claims")
 # The params keys each step reads (dvc.yaml's report_<step> stage declares the same).
 READS = {
     "aggregate": (
-        "studies", "train", "model", "data.loader", "optim",
-        "report.reference_optimizer", "report.baseline_optimizer", "report.min_seeds_for_verdict",
+        "studies",
+        "train",
+        "model",
+        "data.loader",
+        "optim",
+        "report.reference_optimizer",
+        "report.baseline_optimizer",
+        "report.min_seeds_for_verdict",
     ),
     "figures": ("report.main_study", "report.noise_study"),
     "tables": (
-        "scale", "train.batch_size", "train.lr", "train.momentum", "train.weight_decay", "train.warmup_epochs",
-        "train.label_smoothing", "train.bn_update", "optim", "studies", "data.corruptions",
-        "report.main_study", "report.noise_study",
+        "scale",
+        "train.batch_size",
+        "train.lr",
+        "train.momentum",
+        "train.weight_decay",
+        "train.warmup_epochs",
+        "train.label_smoothing",
+        "train.bn_update",
+        "optim",
+        "studies",
+        "data.corruptions",
+        "report.main_study",
+        "report.noise_study",
     ),
     "claims": ("scale", "report.min_seeds_for_verdict", "report.match_tolerance_pp"),
 }  # fmt: skip - the tables' keys as one list, not one per line
@@ -64,8 +80,11 @@ def run_aggregate(runs_root: Path, results: Path, params: Params, source: str) -
     selected = selection.check_recorded(runs_root, params, source)
     left_out = selection.stale(runs_root, selected)
     if left_out:
-        print(f"warning: {len(left_out)} run directories under {runs_root} are not selected by {source} and are "
-              f"not reported (e.g. {left_out[0]}): `unitgrad clean` removes them", file=sys.stderr)
+        print(
+            f"warning: {len(left_out)} run directories under {runs_root} are not selected by {source} and are "
+            f"not reported (e.g. {left_out[0]}): `unitgrad clean` removes them",
+            file=sys.stderr,
+        )
     runs, curves = aggregate.collect(runs_root, selected)
     references = [params.report.reference_optimizer, params.report.baseline_optimizer]
     frames = {
@@ -136,22 +155,41 @@ def run_figures(results: Path, figures_dir: Path, params: Params) -> None:
     """The figures of report.main_study's runs, the label-noise one of report.noise_study's: never a mix."""
     main, noisy = params.report.main_study, params.report.noise_study
     summary = read_csv(results, "summary")
-    figures.write_figures(_study(read_csv(results, "runs"), main), _study(summary, main),
-                          _study(read_csv(results, "curves"), main), _study(summary, noisy), figures_dir)
+    figures.write_figures(
+        _study(read_csv(results, "runs"), main),
+        _study(summary, main),
+        _study(read_csv(results, "curves"), main),
+        _study(summary, noisy),
+        figures_dir,
+    )
 
 
 def run_tables(results: Path, tex_dir: Path, params: Params) -> None:
     """The tables of report.main_study's runs and of report.noise_study's label noise; the paired one of all."""
     runs, summary = read_csv(results, "runs"), read_csv(results, "summary")
     main, noisy = params.report.main_study, params.report.noise_study
-    tables.write_tables(_study(runs, main), _study(summary, main), _study(summary, noisy), read_csv(results, "paired"),
-                        setup_values(_study(runs, main), params), results / "tables", tex_dir)
+    tables.write_tables(
+        _study(runs, main),
+        _study(summary, main),
+        _study(summary, noisy),
+        read_csv(results, "paired"),
+        setup_values(_study(runs, main), params),
+        results / "tables",
+        tex_dir,
+    )
 
 
 def run_claims(results: Path, tex_dir: Path, params: Params) -> None:
     scale, min_seeds, tolerance_pp = params.scale, params.report.min_seeds_for_verdict, params.report.match_tolerance_pp
-    checked = claims.check_claims(read_csv(results, "runs"), read_csv(results, "summary"), read_csv(results, "paired"), PUBLISHED,
-                                  scale, min_seeds, tolerance_pp)
+    checked = claims.check_claims(
+        read_csv(results, "runs"),
+        read_csv(results, "summary"),
+        read_csv(results, "paired"),
+        PUBLISHED,
+        scale,
+        min_seeds,
+        tolerance_pp,
+    )
     write_text(results / "claims.md", claims.claims_markdown(checked, scale, min_seeds, tolerance_pp))
     write_csv(checked, results / "claims.csv")  # the full list, tidy, for notebooks
     write_text(tex_dir / "claims.tex", claims.claims_latex(checked))
@@ -159,15 +197,20 @@ def run_claims(results: Path, tex_dir: Path, params: Params) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="unitgrad report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="unitgrad report", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("step", choices=STEPS + ("all",), help="the report step to run (all: the four in order)")
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: params.yaml)")
     parser.add_argument("--runs", type=Path, default=Path("results/runs"), help="run directories to aggregate")
     parser.add_argument("--results", type=Path, default=Path("results"), help="CSVs, tables/, claims.md")
     parser.add_argument("--figures", type=Path, default=Path("results/figures"), help="figure folder (PNG and PDF)")
-    parser.add_argument("--paper-tables", type=Path, default=Path("paper/tables"),
-                        help="the paper's table inputs: LaTeX booktabs (.tex) and Typst's (.json)")
+    parser.add_argument(
+        "--paper-tables",
+        type=Path,
+        default=Path("paper/tables"),
+        help="the paper's table inputs: LaTeX booktabs (.tex) and Typst's (.json)",
+    )
     args = parser.parse_args(argv)
     steps = STEPS if args.step == "all" else (args.step,)
     full = load_params(args.params)

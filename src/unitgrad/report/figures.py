@@ -26,8 +26,7 @@ PANEL_WIDTH, PANEL_HEIGHT = 3.6, 2.9
 
 def _panels(keys: list[tuple[str, str]], height: float = PANEL_HEIGHT, width: float = PANEL_WIDTH):
     keys = keys or [("", "")]
-    fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys), height), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(1, len(keys), figsize=(width * len(keys), height), squeeze=False, layout="constrained")
     return fig, list(zip(keys, axes[0]))
 
 
@@ -47,8 +46,9 @@ def _legend_below(fig: Figure, axes_list) -> None:
                 handles[text] = handle
                 labels.append(text)
     if labels:
-        fig.legend([handles[t] for t in labels], labels, loc="outside lower center",
-                   ncol=min(len(labels), 3), frameon=False)
+        fig.legend(
+            [handles[t] for t in labels], labels, loc="outside lower center", ncol=min(len(labels), 3), frameon=False
+        )
 
 
 def _dodge(index: int, count: int, spread: float) -> float:
@@ -74,12 +74,27 @@ def accuracy_figure(runs: pd.DataFrame, summary: pd.DataFrame) -> Figure:
         for x, optimizer in enumerate(optimizers):
             row = rows[rows["optimizer"] == optimizer].iloc[0]
             ci = 100 * row["ci95"] if np.isfinite(row["ci95"]) else None
-            ax.errorbar(x, 100 * row["mean"], yerr=ci, fmt=style.marker(optimizer), color=style.colour(optimizer),
-                        capsize=4, markersize=7, label=style.label(optimizer))
-            points = seeds[(seeds["dataset"] == dataset) & (seeds["model"] == model)
-                           & (seeds["optimizer"] == optimizer)]["value"]
-            ax.scatter(x + 0.18 + np.zeros(len(points)), 100 * points, s=10, color=style.colour(optimizer),
-                       alpha=0.5, linewidths=0)
+            ax.errorbar(
+                x,
+                100 * row["mean"],
+                yerr=ci,
+                fmt=style.marker(optimizer),
+                color=style.colour(optimizer),
+                capsize=4,
+                markersize=7,
+                label=style.label(optimizer),
+            )
+            points = seeds[
+                (seeds["dataset"] == dataset) & (seeds["model"] == model) & (seeds["optimizer"] == optimizer)
+            ]["value"]
+            ax.scatter(
+                x + 0.18 + np.zeros(len(points)),
+                100 * points,
+                s=10,
+                color=style.colour(optimizer),
+                alpha=0.5,
+                linewidths=0,
+            )
         ax.set_xticks(range(len(optimizers)), [style.label(o) for o in optimizers], rotation=30, ha="right")
         ax.set_xlim(-0.5, len(optimizers) - 0.3)
         ax.set_ylabel("clean test accuracy (%)")
@@ -101,11 +116,16 @@ def learning_curves_figure(curves: pd.DataFrame) -> Figure:
             per_epoch = rows[rows["optimizer"] == optimizer].groupby("epoch")["value"]
             mean, std, n = 100 * per_epoch.mean(), 100 * per_epoch.std(ddof=1), per_epoch.count()
             epochs = mean.index + 1  # DVCLive steps count from 0; an epoch is reported after it ends
-            ax.plot(epochs, mean, marker=style.marker(optimizer), markersize=3, color=style.colour(optimizer),
-                    label=style.label(optimizer))
+            ax.plot(
+                epochs,
+                mean,
+                marker=style.marker(optimizer),
+                markersize=3,
+                color=style.colour(optimizer),
+                label=style.label(optimizer),
+            )
             if (n > 1).all():
-                ax.fill_between(epochs, mean - std, mean + std, color=style.colour(optimizer), alpha=0.15,
-                                linewidth=0)
+                ax.fill_between(epochs, mean - std, mean + std, color=style.colour(optimizer), alpha=0.15, linewidth=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
         ax.set_ylabel("test accuracy (%)")
@@ -126,15 +146,23 @@ def label_noise_figure(summary: pd.DataFrame) -> Figure:
             _empty(ax, "no label-noise runs\n(params: noise.rates)")
             continue
         rows = clean[(clean["dataset"] == dataset) & (clean["model"] == model)]
-        studied = set(noisy_configs[(noisy_configs["dataset"] == dataset)
-                                    & (noisy_configs["model"] == model)]["optimizer"])
+        studied = set(
+            noisy_configs[(noisy_configs["dataset"] == dataset) & (noisy_configs["model"] == model)]["optimizer"]
+        )
         optimizers = style.ordered(studied)
         for index, optimizer in enumerate(optimizers):
             line = rows[rows["optimizer"] == optimizer].sort_values("noise")
             ci = 100 * line["ci95"].fillna(0)
             rates = 100 * line["noise"] + _dodge(index, len(optimizers), 4.0)
-            ax.errorbar(rates, 100 * line["mean"], yerr=ci, marker=style.marker(optimizer),
-                        color=style.colour(optimizer), capsize=3, label=style.label(optimizer))
+            ax.errorbar(
+                rates,
+                100 * line["mean"],
+                yerr=ci,
+                marker=style.marker(optimizer),
+                color=style.colour(optimizer),
+                capsize=3,
+                label=style.label(optimizer),
+            )
         rates = sorted(rows[rows["optimizer"].isin(studied)]["noise"].unique())
         ax.set_xticks([100 * r for r in rates])
         ax.set_xlim(100 * min(rates) - 5, 100 * max(rates) + 5)
@@ -168,13 +196,22 @@ def corruption_severity_figure(runs: pd.DataFrame) -> Figure:
             continue
         optimizers = style.ordered(rows["optimizer"])
         for index, optimizer in enumerate(optimizers):
-            stats = [(severity, describe(group["value"])) for severity, group
-                     in rows[rows["optimizer"] == optimizer].groupby("severity")]
+            stats = [
+                (severity, describe(group["value"]))
+                for severity, group in rows[rows["optimizer"] == optimizer].groupby("severity")
+            ]
             severities = [s + _dodge(index, len(optimizers), 0.4) for s, _ in stats]
             mean = [100 * d["mean"] for _, d in stats]
             ci = [100 * d["ci95"] if np.isfinite(d["ci95"]) else 0.0 for _, d in stats]
-            ax.errorbar(severities, mean, yerr=ci, marker=style.marker(optimizer), color=style.colour(optimizer),
-                        capsize=3, label=style.label(optimizer))
+            ax.errorbar(
+                severities,
+                mean,
+                yerr=ci,
+                marker=style.marker(optimizer),
+                color=style.colour(optimizer),
+                capsize=3,
+                label=style.label(optimizer),
+            )
         ax.set_xticks(range(6), ["clean", "1", "2", "3", "4", "5"])
         ax.set_xlabel("corruption severity")
         ax.set_ylabel("test accuracy (%)")
@@ -205,16 +242,24 @@ def corruption_heatmap_figure(summary: pd.DataFrame) -> Figure:
         ax.grid(False)
         threshold = np.nanmean(grid.to_numpy())
         for (i, j), value in np.ndenumerate(grid.to_numpy()):
-            ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7,
-                    color="black" if value > threshold else "white")
+            ax.text(
+                j,
+                i,
+                f"{value:.1f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if value > threshold else "white",
+            )
         fig.colorbar(image, ax=ax, label="accuracy (%)", shrink=0.8)
         ax.set_title(style.panel_title(dataset, model))
     fig.suptitle("Accuracy per corruption (mean over severities 1–5 and seeds)", fontsize=9)
     return fig
 
 
-def figure_builders(runs: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame,
-                    noise_summary: pd.DataFrame) -> dict[str, Callable[[], Figure]]:
+def figure_builders(
+    runs: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, noise_summary: pd.DataFrame
+) -> dict[str, Callable[[], Figure]]:
     """Figure file stem → builder; the stems are the fixed output names declared in dvc.yaml. The label-noise
     figure draws `noise_summary` (one study's), the others the rest (another's)."""
     return {
@@ -238,8 +283,9 @@ def save(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def write_figures(runs: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, noise_summary: pd.DataFrame,
-                  out_dir: Path) -> list[Path]:
+def write_figures(
+    runs: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, noise_summary: pd.DataFrame, out_dir: Path
+) -> list[Path]:
     style.use()
     paths = []
     for stem, build in figure_builders(runs, summary, curves, noise_summary).items():

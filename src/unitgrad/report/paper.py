@@ -41,8 +41,13 @@ def build(paper_dir: Path) -> Path:
     with atomic_path(pdf) as tmp:
         try:
             # Typst's embedded fonts only: the same pages on every machine, whatever fonts it has installed.
-            typst.compile(str(source), output=str(tmp), format="pdf", root=str(paper_dir.resolve().parent),
-                          ignore_system_fonts=True)
+            typst.compile(
+                str(source),
+                output=str(tmp),
+                format="pdf",
+                root=str(paper_dir.resolve().parent),
+                ignore_system_fonts=True,
+            )
         except typst.TypstError as exc:
             raise UnitgradError(
                 f"Typst failed on {source}: {_first_error(exc)}; fix that file, "

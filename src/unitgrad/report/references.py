@@ -25,11 +25,27 @@ FULL_TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "tiny_imagenet": 100_0
 FULL_TEST_SIZE = 10_000  # CIFAR-10/100 test images
 PAPER_EPOCHS = 200
 # The per-run protocol columns of results/runs.csv that a published protocol may name.
-PROTOCOL_FIELDS = ("model", "epochs", "batch_size", "lr", "weight_decay", "rho", "m", "label_smoothing",
-                   "augmentation", "bn_update", "asam_rule", "train_size", "noise_kind", "monitor_size")
-METRIC_LABELS = {"clean_acc": "final epoch",
-                 "best_acc": "best epoch (optimistic: the test set picks the epoch)",
-                 "mca": "corruption mean accuracy, final epoch"}
+PROTOCOL_FIELDS = (
+    "model",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "rho",
+    "m",
+    "label_smoothing",
+    "augmentation",
+    "bn_update",
+    "asam_rule",
+    "train_size",
+    "noise_kind",
+    "monitor_size",
+)
+METRIC_LABELS = {
+    "clean_acc": "final epoch",
+    "best_acc": "best epoch (optimistic: the test set picks the epoch)",
+    "mca": "corruption mean accuracy, final epoch",
+}
 
 
 @dataclass(frozen=True)
@@ -99,57 +115,92 @@ class Study:
 
 _CROP_FLIP = "crop4+flip"
 _UNSTATED_PYRAMIDNET = "architecture not stated in the paper"
-_PRETRAINED = ("fine-tuned from ImageNet-21k pretrained weights; the artifact has no pretrained weights and trains "
-               "every model from scratch")
-_OFFICIAL_PUGD = {"batch_size": 100, "bn_update": "both_passes", "lr": 0.1, "weight_decay": 5e-4,
-                  "augmentation": _CROP_FLIP}
+_PRETRAINED = (
+    "fine-tuned from ImageNet-21k pretrained weights; the artifact has no pretrained weights and trains "
+    "every model from scratch"
+)
+_OFFICIAL_PUGD = {
+    "batch_size": 100,
+    "bn_update": "both_passes",
+    "lr": 0.1,
+    "weight_decay": 5e-4,
+    "augmentation": _CROP_FLIP,
+}
 
-STUDIES = {study.name: study for study in [
-    Study("sam_table1", f"{SAM_PAPER}, Table 1 (hyper-parameters: Table 6)",
-          "WRN-28-10 on CIFAR-10/100, 200 epochs, batch 256, m = 32, LR / WD / ρ per model (WRN: 0.1 / 5e-4 / "
-          "0.05 and 0.1; PyramidNet: 0.05 / 5e-4 / 0.05 and 0.2), crop + flip, 5 seeds, final-epoch accuracy (the "
-          "paper describes no best-epoch selection); the SGD column is the better of sgd and sgd_2x (400 epochs), "
-          "as in the source",
-          "m-sharpness: SAM perturbs each of 8 accelerators with its own 32-image sub-batch; here one device splits "
-          "the batch into chunks of 32 with the same arithmetic. SAM's PyramidNet: the depth is not stated in the "
-          "paper, so that row cannot be matched. Label smoothing and the BN rule are not stated, so not checked"),
-    Study("sam_table4", f"{SAM_PAPER}, Table 4 (symmetric label noise)",
-          "ResNet-32 on CIFAR-10, symmetric noise 20/40/60/80 %, 200 epochs, ρ = 0.1 (0.05 at 80 %), final-epoch "
-          "clean test accuracy; sgd and sam against the published rows, pugd and asam for the robustness claim",
-          "batch, LR, WD and m are not stated for this table, so not checked; ≥ 3 seeds (the source's count is "
-          "not stated)"),
-    Study("asam_table", f"{ASAM_PAPER}, CIFAR table; recipe from the official SamsungLabs/ASAM example",
-          "ResNet-20, ResNet-56, WRN-28-2, WRN-28-10 on CIFAR-10/100, 200 epochs, batch 128, lr 0.1, wd 5e-4, "
-          "label smoothing 0.1, crop + flip, ρ: SAM 0.05 / 0.10, ASAM 0.5 / 1.0, η = 0.01, the official rule "
-          "(T = |w| + η only on parameters named 'weight'), BN statistics in both passes, best-epoch accuracy",
-          "PyramidNet-272 is not in the artifact. The values come from secondary sources, and so does the "
-          "best-epoch metric, which is optimistic. η is not a recorded run field, so not checked"),
-    Study("pugd_official", "the official PUGD code (hanktseng131415go/PUGD, main.py + pugd.py)",
-          "UPANets (16 filters, 1 block), batch 100, lr 0.1 for every method, wd 5e-4, cosine per epoch, crop + "
-          "flip, BN statistics in both passes; sgd, sam, pugd",
-          "200 epochs instead of the code's default 10; seeded runs paired by seed instead of unseeded single "
-          "runs. No published number: the closest stand-in for the paper's own CIFAR protocol (its tables are "
-          "not reachable), so it yields the directional PUGD-vs-SAM row only, on final-epoch accuracy (the code "
-          "reports the best epoch)"),
-    Study("main", f"{PAPER}, v1 abstract ('even better and more robust than SAM')",
-          "every optimizer under one shared protocol on paired seeds: clean accuracy and corruptions (mCA); the "
-          "label-noise claim is judged in sam_table4",
-          "the paper's own protocol is unknown (its tables are not reachable), so only the direction of its "
-          "claims is checked, not a number"),
-]}
+STUDIES = {
+    study.name: study
+    for study in [
+        Study(
+            "sam_table1",
+            f"{SAM_PAPER}, Table 1 (hyper-parameters: Table 6)",
+            "WRN-28-10 on CIFAR-10/100, 200 epochs, batch 256, m = 32, LR / WD / ρ per model (WRN: 0.1 / 5e-4 / "
+            "0.05 and 0.1; PyramidNet: 0.05 / 5e-4 / 0.05 and 0.2), crop + flip, 5 seeds, final-epoch accuracy (the "
+            "paper describes no best-epoch selection); the SGD column is the better of sgd and sgd_2x (400 epochs), "
+            "as in the source",
+            "m-sharpness: SAM perturbs each of 8 accelerators with its own 32-image sub-batch; here one device splits "
+            "the batch into chunks of 32 with the same arithmetic. SAM's PyramidNet: the depth is not stated in the "
+            "paper, so that row cannot be matched. Label smoothing and the BN rule are not stated, so not checked",
+        ),
+        Study(
+            "sam_table4",
+            f"{SAM_PAPER}, Table 4 (symmetric label noise)",
+            "ResNet-32 on CIFAR-10, symmetric noise 20/40/60/80 %, 200 epochs, ρ = 0.1 (0.05 at 80 %), final-epoch "
+            "clean test accuracy; sgd and sam against the published rows, pugd and asam for the robustness claim",
+            "batch, LR, WD and m are not stated for this table, so not checked; ≥ 3 seeds (the source's count is "
+            "not stated)",
+        ),
+        Study(
+            "asam_table",
+            f"{ASAM_PAPER}, CIFAR table; recipe from the official SamsungLabs/ASAM example",
+            "ResNet-20, ResNet-56, WRN-28-2, WRN-28-10 on CIFAR-10/100, 200 epochs, batch 128, lr 0.1, wd 5e-4, "
+            "label smoothing 0.1, crop + flip, ρ: SAM 0.05 / 0.10, ASAM 0.5 / 1.0, η = 0.01, the official rule "
+            "(T = |w| + η only on parameters named 'weight'), BN statistics in both passes, best-epoch accuracy",
+            "PyramidNet-272 is not in the artifact. The values come from secondary sources, and so does the "
+            "best-epoch metric, which is optimistic. η is not a recorded run field, so not checked",
+        ),
+        Study(
+            "pugd_official",
+            "the official PUGD code (hanktseng131415go/PUGD, main.py + pugd.py)",
+            "UPANets (16 filters, 1 block), batch 100, lr 0.1 for every method, wd 5e-4, cosine per epoch, crop + "
+            "flip, BN statistics in both passes; sgd, sam, pugd",
+            "200 epochs instead of the code's default 10; seeded runs paired by seed instead of unseeded single "
+            "runs. No published number: the closest stand-in for the paper's own CIFAR protocol (its tables are "
+            "not reachable), so it yields the directional PUGD-vs-SAM row only, on final-epoch accuracy (the code "
+            "reports the best epoch)",
+        ),
+        Study(
+            "main",
+            f"{PAPER}, v1 abstract ('even better and more robust than SAM')",
+            "every optimizer under one shared protocol on paired seeds: clean accuracy and corruptions (mCA); the "
+            "label-noise claim is judged in sam_table4",
+            "the paper's own protocol is unknown (its tables are not reachable), so only the direction of its "
+            "claims is checked, not a number",
+        ),
+    ]
+}
 # The rows no study can run, as one more line of the protocols table.
 UNRUNNABLE = ("—", f"{PAPER}, later versions (ViT-B/16, DeiT-B/16)", "—", f"cannot be run here: {_PRETRAINED}")
 
 
 def _asam_protocols(model: str | None, dataset: str) -> dict[str, dict[str, Any]]:
-    common = {"model": model, "epochs": PAPER_EPOCHS, "batch_size": 128, "lr": 0.1, "weight_decay": 5e-4,
-              "label_smoothing": 0.1, "augmentation": _CROP_FLIP, "train_size": FULL_TRAIN_SIZE[dataset],
-              "monitor_size": FULL_TEST_SIZE}  # the best epoch, picked on the whole test set
+    common = {
+        "model": model,
+        "epochs": PAPER_EPOCHS,
+        "batch_size": 128,
+        "lr": 0.1,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.1,
+        "augmentation": _CROP_FLIP,
+        "train_size": FULL_TRAIN_SIZE[dataset],
+        "monitor_size": FULL_TEST_SIZE,
+    }  # the best epoch, picked on the whole test set
     two_pass = {"m": 128, "bn_update": "both_passes"}  # the official example: one device, model.train() twice
     rho = {"sam": {"cifar10": 0.05, "cifar100": 0.10}, "asam": {"cifar10": 0.5, "cifar100": 1.0}}
-    return {"sgd": common,
-            "sam": {**common, **two_pass, "rho": rho["sam"][dataset]},
-            "asam": {**common, **two_pass, "rho": rho["asam"][dataset], "asam_rule": "official"}}
+    return {
+        "sgd": common,
+        "sam": {**common, **two_pass, "rho": rho["sam"][dataset]},
+        "asam": {**common, **two_pass, "rho": rho["asam"][dataset], "asam_rule": "official"},
+    }
 
 
 _ASAM_SOURCE = f"{ASAM_PAPER}, CIFAR results (values via secondary sources; recipe from the official code)"
@@ -162,10 +213,16 @@ _ASAM_TABLE = {  # model label → (artifact model, {dataset: (SGD, SAM, ASAM)})
 }
 # model label → (artifact model, lr, {dataset: (ρ, (SGD error, ±), (SAM error, ±))})
 _SAM_TABLE1 = {
-    "WRN-28-10": ("cifar_wrn28_10", 0.1, {"cifar10": (0.05, (3.5, 0.1), (2.7, 0.1)),
-                                          "cifar100": (0.1, (18.8, 0.2), (16.5, 0.2))}),
-    "PyramidNet": (None, 0.05, {"cifar10": (0.05, (4.0, 0.1), (2.7, 0.1)),
-                                "cifar100": (0.2, (19.7, 0.3), (14.6, 0.4))}),
+    "WRN-28-10": (
+        "cifar_wrn28_10",
+        0.1,
+        {"cifar10": (0.05, (3.5, 0.1), (2.7, 0.1)), "cifar100": (0.1, (18.8, 0.2), (16.5, 0.2))},
+    ),
+    "PyramidNet": (
+        None,
+        0.05,
+        {"cifar10": (0.05, (4.0, 0.1), (2.7, 0.1)), "cifar100": (0.2, (19.7, 0.3), (14.6, 0.4))},
+    ),
 }
 _SAM_TABLE4 = {"sgd": (84.8, 68.8, 48.2, 26.2), "sam": (95.1, 93.4, 90.5, 77.9)}  # noise 20/40/60/80 %
 _SAM_TABLE4_RHO = {0.2: 0.1, 0.4: 0.1, 0.6: 0.1, 0.8: 0.05}
@@ -175,14 +232,33 @@ def _sam_table1() -> list[PublishedNumber]:
     numbers = []
     for label, (model, lr, by_dataset) in _SAM_TABLE1.items():
         for dataset, (rho, sgd, sam) in by_dataset.items():
-            common = {"model": model, "epochs": PAPER_EPOCHS, "batch_size": 256, "lr": lr, "weight_decay": 5e-4,
-                      "augmentation": _CROP_FLIP, "train_size": FULL_TRAIN_SIZE[dataset]}
-            columns = {"sgd": (sgd, {"sgd": common, "sgd_2x": {**common, "epochs": 2 * PAPER_EPOCHS}}),
-                       "sam": (sam, {"sam": {**common, "rho": rho, "m": 32}})}
+            common = {
+                "model": model,
+                "epochs": PAPER_EPOCHS,
+                "batch_size": 256,
+                "lr": lr,
+                "weight_decay": 5e-4,
+                "augmentation": _CROP_FLIP,
+                "train_size": FULL_TRAIN_SIZE[dataset],
+            }
+            columns = {
+                "sgd": (sgd, {"sgd": common, "sgd_2x": {**common, "epochs": 2 * PAPER_EPOCHS}}),
+                "sam": (sam, {"sam": {**common, "rho": rho, "m": 32}}),
+            }
             for optimizer, ((error, ci), protocols) in columns.items():
-                numbers.append(PublishedNumber(
-                    f"{SAM_PAPER}, Table 1 (100 − error; 5 runs, 95 % CI)", "sam_table1", dataset, label, optimizer,
-                    round(100 - error, 2), protocols, ci=ci, note="" if model else _UNSTATED_PYRAMIDNET))
+                numbers.append(
+                    PublishedNumber(
+                        f"{SAM_PAPER}, Table 1 (100 − error; 5 runs, 95 % CI)",
+                        "sam_table1",
+                        dataset,
+                        label,
+                        optimizer,
+                        round(100 - error, 2),
+                        protocols,
+                        ci=ci,
+                        note="" if model else _UNSTATED_PYRAMIDNET,
+                    )
+                )
     return numbers
 
 
@@ -190,29 +266,58 @@ def _sam_table4() -> list[PublishedNumber]:
     numbers = []
     for optimizer, accs in _SAM_TABLE4.items():
         for noise, acc in zip((0.2, 0.4, 0.6, 0.8), accs):
-            protocol = {"model": "cifar_resnet32", "epochs": PAPER_EPOCHS, "noise_kind": "symmetric",
-                        "train_size": FULL_TRAIN_SIZE["cifar10"]}
+            protocol = {
+                "model": "cifar_resnet32",
+                "epochs": PAPER_EPOCHS,
+                "noise_kind": "symmetric",
+                "train_size": FULL_TRAIN_SIZE["cifar10"],
+            }
             if optimizer == "sam":
                 protocol["rho"] = _SAM_TABLE4_RHO[noise]
-            numbers.append(PublishedNumber(f"{SAM_PAPER}, Table 4 (symmetric label noise)", "sam_table4", "cifar10",
-                                           "ResNet-32", optimizer, acc, {optimizer: protocol}, noise=noise))
+            numbers.append(
+                PublishedNumber(
+                    f"{SAM_PAPER}, Table 4 (symmetric label noise)",
+                    "sam_table4",
+                    "cifar10",
+                    "ResNet-32",
+                    optimizer,
+                    acc,
+                    {optimizer: protocol},
+                    noise=noise,
+                )
+            )
     return numbers
 
 
 def _published() -> list[PublishedNumber]:
     later = f"{PAPER}, later versions"
-    numbers = [PublishedNumber(later, None, dataset, label, "pugd", value, note=_PRETRAINED)
-               for dataset, label, value in [("cifar10", "ViT-B/16", 99.13), ("cifar100", "ViT-B/16", 93.95),
-                                             ("tiny_imagenet", "DeiT-B/16", 91.02),
-                                             ("tiny_imagenet", "ViT-B/16", 90.74)]]
+    numbers = [
+        PublishedNumber(later, None, dataset, label, "pugd", value, note=_PRETRAINED)
+        for dataset, label, value in [
+            ("cifar10", "ViT-B/16", 99.13),
+            ("cifar100", "ViT-B/16", 93.95),
+            ("tiny_imagenet", "DeiT-B/16", 91.02),
+            ("tiny_imagenet", "ViT-B/16", 90.74),
+        ]
+    ]
     numbers += _sam_table1() + _sam_table4()
     for label, (model, by_dataset) in _ASAM_TABLE.items():
         for dataset, accs in by_dataset.items():
             protocols = _asam_protocols(model, dataset)
             for optimizer, acc in zip(("sgd", "sam", "asam"), accs):
-                numbers.append(PublishedNumber(
-                    _ASAM_SOURCE, "asam_table", dataset, label, optimizer, acc, {optimizer: protocols[optimizer]},
-                    metric="best_acc", note="" if model else "PyramidNet-272 is not in the artifact"))
+                numbers.append(
+                    PublishedNumber(
+                        _ASAM_SOURCE,
+                        "asam_table",
+                        dataset,
+                        label,
+                        optimizer,
+                        acc,
+                        {optimizer: protocols[optimizer]},
+                        metric="best_acc",
+                        note="" if model else "PyramidNet-272 is not in the artifact",
+                    )
+                )
     return numbers
 
 
@@ -220,17 +325,36 @@ PUBLISHED = _published()
 
 _ABSTRACT = f"{PAPER}, v1 abstract"
 DIRECTIONAL = [
-    DirectionalClaim("pugd_sam_clean", "PUGD better than SAM: clean test accuracy", _ABSTRACT, "main",
-                     "clean_acc", noisy=False),
-    DirectionalClaim("pugd_sam_noise", "PUGD better than SAM under label noise (clean test accuracy)",
-                     f"{_ABSTRACT} ('more robust')", "sam_table4", "clean_acc", noisy=True,
-                     protocol={"model": "cifar_resnet32", "noise_kind": "symmetric"},
-                     reference_protocol={noise: {"rho": rho} for noise, rho in _SAM_TABLE4_RHO.items()}),
-    DirectionalClaim("pugd_sam_corruption", "PUGD better than SAM under corruptions (mCA)",
-                     f"{_ABSTRACT} ('more robust')", "main", "mca", noisy=False),
-    DirectionalClaim("pugd_sam_official", "PUGD better than SAM under the official PUGD code's setting",
-                     f"{_ABSTRACT}; setting of the official code", "pugd_official", "clean_acc", noisy=False,
-                     protocol=_OFFICIAL_PUGD),
+    DirectionalClaim(
+        "pugd_sam_clean", "PUGD better than SAM: clean test accuracy", _ABSTRACT, "main", "clean_acc", noisy=False
+    ),
+    DirectionalClaim(
+        "pugd_sam_noise",
+        "PUGD better than SAM under label noise (clean test accuracy)",
+        f"{_ABSTRACT} ('more robust')",
+        "sam_table4",
+        "clean_acc",
+        noisy=True,
+        protocol={"model": "cifar_resnet32", "noise_kind": "symmetric"},
+        reference_protocol={noise: {"rho": rho} for noise, rho in _SAM_TABLE4_RHO.items()},
+    ),
+    DirectionalClaim(
+        "pugd_sam_corruption",
+        "PUGD better than SAM under corruptions (mCA)",
+        f"{_ABSTRACT} ('more robust')",
+        "main",
+        "mca",
+        noisy=False,
+    ),
+    DirectionalClaim(
+        "pugd_sam_official",
+        "PUGD better than SAM under the official PUGD code's setting",
+        f"{_ABSTRACT}; setting of the official code",
+        "pugd_official",
+        "clean_acc",
+        noisy=False,
+        protocol=_OFFICIAL_PUGD,
+    ),
 ]
 
 

@@ -71,7 +71,9 @@ def main(argv: list[str]) -> int:
     """`unitgrad clean [--dry-run]`: remove the run directories no study in params.yaml selects."""
     parser = argparse.ArgumentParser(prog="unitgrad clean", description=main.__doc__)
     parser.add_argument("--params", default="params.yaml", help="parameter file (default: %(default)s)")
-    parser.add_argument("--runs", type=Path, default=RUNS_ROOT, help="root of the run directories (default: %(default)s)")
+    parser.add_argument(
+        "--runs", type=Path, default=RUNS_ROOT, help="root of the run directories (default: %(default)s)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed, remove nothing")
     args = parser.parse_args(argv)
     removed = clean(args.runs, load_params(args.params, ("studies",)), args.dry_run)

@@ -21,11 +21,26 @@ OKABE_ITO = {
 
 # Known optimizers first, in the order the paper discusses them; unknown names follow alphabetically.
 OPTIMIZER_ORDER = ["sgd", "sgd_2x", "sam", "asam", "pugd", "ugd"]
-OPTIMIZER_LABELS = {"sgd": "SGD", "sgd_2x": "SGD (2× epochs)", "sam": "SAM", "asam": "ASAM",
-                    "pugd": "PUGD", "ugd": "UGD", "adagrad": "Adagrad", "ngd": "normalised GD"}
-_COLOURS = {"sgd": OKABE_ITO["black"], "sgd_2x": OKABE_ITO["orange"], "sam": OKABE_ITO["blue"],
-            "asam": OKABE_ITO["sky_blue"], "pugd": OKABE_ITO["vermillion"], "ugd": OKABE_ITO["reddish_purple"],
-            "adagrad": OKABE_ITO["bluish_green"], "ngd": OKABE_ITO["orange"]}  # the last two: toy paths only
+OPTIMIZER_LABELS = {
+    "sgd": "SGD",
+    "sgd_2x": "SGD (2× epochs)",
+    "sam": "SAM",
+    "asam": "ASAM",
+    "pugd": "PUGD",
+    "ugd": "UGD",
+    "adagrad": "Adagrad",
+    "ngd": "normalised GD",
+}
+_COLOURS = {
+    "sgd": OKABE_ITO["black"],
+    "sgd_2x": OKABE_ITO["orange"],
+    "sam": OKABE_ITO["blue"],
+    "asam": OKABE_ITO["sky_blue"],
+    "pugd": OKABE_ITO["vermillion"],
+    "ugd": OKABE_ITO["reddish_purple"],
+    "adagrad": OKABE_ITO["bluish_green"],
+    "ngd": OKABE_ITO["orange"],
+}  # the last two: toy paths only
 _SPARE_COLOURS = [OKABE_ITO["bluish_green"], OKABE_ITO["yellow"]]
 _MARKERS = {"sgd": "o", "sgd_2x": "s", "sam": "^", "asam": "v", "pugd": "D", "ugd": "P"}
 HEATMAP_CMAP = "cividis"  # perceptually uniform and colour-vision-deficiency safe

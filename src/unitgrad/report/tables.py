@@ -20,20 +20,37 @@ from unitgrad.io import write_text
 from unitgrad.report import style
 from unitgrad.report.stats import describe
 
-_TEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+_TEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _header(column) -> str:
     return " · ".join(map(str, column)) if isinstance(column, tuple) else str(column)
 
 
-def table_json(caption: str, columns: list[str], rows: list[list[str]], bold: list[list[bool]] | None = None,
-               note: str = "no rows") -> str:
+def table_json(
+    caption: str, columns: list[str], rows: list[list[str]], bold: list[list[bool]] | None = None, note: str = "no rows"
+) -> str:
     """The JSON a Typst `json()` reads: caption, header, string cells, bold flags, and a note for no rows."""
     bold = bold if bold is not None else [[False] * len(row) for row in rows]
-    return json.dumps({"caption": caption, "columns": columns, "rows": rows, "bold": bold, "note": note},
-                      ensure_ascii=False, indent=1) + "\n"
+    return (
+        json.dumps(
+            {"caption": caption, "columns": columns, "rows": rows, "bold": bold, "note": note},
+            ensure_ascii=False,
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def frame_json(frame: pd.DataFrame, caption: str) -> str:
@@ -60,9 +77,15 @@ class Table:
             if not math.isfinite(m):
                 return "—"
             return f"{m:.1f} ± {s:.1f}" if math.isfinite(s) else f"{m:.1f} ± n/a"
-        return pd.DataFrame([[cell(m, s) for m, s in zip(mrow, srow)]
-                             for mrow, srow in zip(self.mean.to_numpy(float), self.std.to_numpy(float))],
-                            index=self.mean.index, columns=self.mean.columns)
+
+        return pd.DataFrame(
+            [
+                [cell(m, s) for m, s in zip(mrow, srow)]
+                for mrow, srow in zip(self.mean.to_numpy(float), self.std.to_numpy(float))
+            ],
+            index=self.mean.index,
+            columns=self.mean.columns,
+        )
 
     def best(self) -> pd.DataFrame:
         """True where a cell holds its column's highest mean (ties: all of them)."""
@@ -75,8 +98,10 @@ class Table:
             return f"**{self.caption}**\n\n_{self.empty_note}._\n"
         cells, best = self.cells(), self.best()
         columns = [_header(c) for c in cells.columns]
-        rows = ([label, *(f"**{c}**" if b else c for c, b in zip(row, flags))]
-                for label, row, flags in zip(cells.index, cells.to_numpy(), best.to_numpy()))
+        rows = (
+            [label, *(f"**{c}**" if b else c for c, b in zip(row, flags))]
+            for label, row, flags in zip(cells.index, cells.to_numpy(), best.to_numpy())
+        )
         lines = [f"**{self.caption}**", "", *markdown.table([cells.index.name or "", *columns], rows)]
         return "\n".join(lines) + "\n"
 
@@ -91,17 +116,25 @@ class Table:
 
     def latex(self) -> str:
         if self.mean.empty:
-            return (f"\\begin{{table}}[ht]\n\\centering\n\\caption{{{tex_escape(self.caption)}}}"
-                    f"\\label{{tab:{self.name}}}\n\\emph{{{tex_escape(self.empty_note)}.}}\n\\end{{table}}\n")
+            return (
+                f"\\begin{{table}}[ht]\n\\centering\n\\caption{{{tex_escape(self.caption)}}}"
+                f"\\label{{tab:{self.name}}}\n\\emph{{{tex_escape(self.empty_note)}.}}\n\\end{{table}}\n"
+            )
         # The row labels become an ordinary first column: Styler would give the index name its own header row.
         cells = self.cells().reset_index()
         best = pd.concat([pd.Series(False, index=self.best().index), self.best()], axis=1).reset_index(drop=True)
         best.columns = cells.columns
         styler = cells.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
         styler = styler.apply(lambda _: best.map(lambda b: "textbf: --rwrap;" if b else ""), axis=None)
-        return styler.to_latex(hrules=True, caption=tex_escape(self.caption), label=f"tab:{self.name}",
-                               position="ht", position_float="centering", multicol_align="c",
-                               column_format="l" + "c" * (cells.shape[1] - 1))
+        return styler.to_latex(
+            hrules=True,
+            caption=tex_escape(self.caption),
+            label=f"tab:{self.name}",
+            position="ht",
+            position_float="centering",
+            multicol_align="c",
+            column_format="l" + "c" * (cells.shape[1] - 1),
+        )
 
 
 def _pivot(frame: pd.DataFrame, columns, value: str) -> pd.DataFrame:
@@ -122,8 +155,12 @@ def main_table(summary: pd.DataFrame) -> Table:
     clean["config"] = clean.apply(_panel, axis=1)
     if clean.empty:
         return Table("main", "Clean test accuracy (%)", pd.DataFrame())
-    return Table("main", "Clean test accuracy (%), mean ± std across seeds; best per column in bold",
-                 _pivot(clean, "config", "mean"), _pivot(clean, "config", "std"))
+    return Table(
+        "main",
+        "Clean test accuracy (%), mean ± std across seeds; best per column in bold",
+        _pivot(clean, "config", "mean"),
+        _pivot(clean, "config", "std"),
+    )
 
 
 def label_noise_table(summary: pd.DataFrame) -> Table:
@@ -147,8 +184,9 @@ def corruption_table(runs: pd.DataFrame) -> Table:
     corr = clean_runs[clean_runs["metric"].str.startswith("corruption/")]
     caption = "Corruption robustness (%): clean accuracy, mean corruption accuracy (mCA) and severity 5"
     if corr.empty:
-        return Table("corruption", caption, pd.DataFrame(),
-                     empty_note="no corruption evaluation (params: evaluate.corruptions)")
+        return Table(
+            "corruption", caption, pd.DataFrame(), empty_note="no corruption evaluation (params: evaluate.corruptions)"
+        )
     keys = ["dataset", "model", "optimizer", "seed"]
     evaluated = corr[keys].drop_duplicates()
     severity5 = corr[corr["metric"].str.endswith("/5")].groupby(keys, as_index=False)["value"].mean()
@@ -158,8 +196,9 @@ def corruption_table(runs: pd.DataFrame) -> Table:
     per_run["metric"] = per_run["metric"].replace({"clean_acc": "clean", "mca": "mCA"})
     rows = []
     for (dataset, model, optimizer, metric), group in per_run.groupby(["dataset", "model", "optimizer", "metric"]):
-        rows.append({"dataset": dataset, "model": model, "optimizer": optimizer, "metric": metric,
-                     **describe(group["value"])})
+        rows.append(
+            {"dataset": dataset, "model": model, "optimizer": optimizer, "metric": metric, **describe(group["value"])}
+        )
     frame = pd.DataFrame(rows)
     frame["config"] = frame.apply(_panel, axis=1)
     columns = ["config", "metric"] if frame["config"].nunique() > 1 else "metric"
@@ -174,19 +213,23 @@ def corruption_table(runs: pd.DataFrame) -> Table:
 def paired_table(paired: pd.DataFrame) -> pd.DataFrame:
     """Display frame of the paired comparisons (differences in percentage points)."""
     rows = []
-    for _, p in paired.sort_values(["study", "dataset", "model", "noise", "metric", "reference", "optimizer"]).iterrows():
-        ci = (f"[{100 * p['ci95_low']:+.2f}, {100 * p['ci95_high']:+.2f}]" if math.isfinite(p["ci95_low"]) else "n/a")
-        rows.append({
-            "study": p["study"],
-            "dataset · model": style.panel_title(p["dataset"], p["model"]),
-            "noise": f"{round(100 * p['noise'])} %",
-            "metric": {"clean_acc": "clean acc.", "mca": "mCA"}.get(p["metric"], p["metric"]),
-            "comparison": f"{style.label(p['optimizer'])} − {style.label(p['reference'])}",
-            "n": int(p["n"]),
-            "diff. (pp)": f"{100 * p['mean_diff']:+.2f}",
-            "95 % CI (pp)": ci,
-            "p (paired t)": f"{p['p_value']:.3g}" if math.isfinite(p["p_value"]) else (p["note"] or "n/a"),
-        })
+    for _, p in paired.sort_values(
+        ["study", "dataset", "model", "noise", "metric", "reference", "optimizer"]
+    ).iterrows():
+        ci = f"[{100 * p['ci95_low']:+.2f}, {100 * p['ci95_high']:+.2f}]" if math.isfinite(p["ci95_low"]) else "n/a"
+        rows.append(
+            {
+                "study": p["study"],
+                "dataset · model": style.panel_title(p["dataset"], p["model"]),
+                "noise": f"{round(100 * p['noise'])} %",
+                "metric": {"clean_acc": "clean acc.", "mca": "mCA"}.get(p["metric"], p["metric"]),
+                "comparison": f"{style.label(p['optimizer'])} − {style.label(p['reference'])}",
+                "n": int(p["n"]),
+                "diff. (pp)": f"{100 * p['mean_diff']:+.2f}",
+                "95 % CI (pp)": ci,
+                "p (paired t)": f"{p['p_value']:.3g}" if math.isfinite(p["p_value"]) else (p["note"] or "n/a"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -197,15 +240,22 @@ def frame_markdown(frame: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def frame_latex(frame: pd.DataFrame, caption: str, label: str, long: bool = False,
-                column_format: str | None = None) -> str:
+def frame_latex(
+    frame: pd.DataFrame, caption: str, label: str, long: bool = False, column_format: str | None = None
+) -> str:
     """A plain booktabs table of strings (no bold), escaped for LaTeX; `long` uses longtable."""
     if frame.empty:
-        return (f"\\begin{{table}}[ht]\n\\centering\n\\caption{{{tex_escape(caption)}}}\\label{{{label}}}\n"
-                "\\emph{no rows.}\n\\end{table}\n")
+        return (
+            f"\\begin{{table}}[ht]\n\\centering\n\\caption{{{tex_escape(caption)}}}\\label{{{label}}}\n"
+            "\\emph{no rows.}\n\\end{table}\n"
+        )
     styler = frame.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
-    options = {"hrules": True, "caption": tex_escape(caption), "label": label,
-               "column_format": column_format or "l" * frame.shape[1]}
+    options = {
+        "hrules": True,
+        "caption": tex_escape(caption),
+        "label": label,
+        "column_format": column_format or "l" * frame.shape[1],
+    }
     if long:
         return styler.to_latex(environment="longtable", **options)
     return styler.to_latex(position="ht", position_float="centering", **options)
@@ -233,8 +283,15 @@ def setup_markdown(setup: dict[str, str]) -> str:
     return frame_markdown(frame, "Setup actually run")
 
 
-def write_tables(runs: pd.DataFrame, summary: pd.DataFrame, noise_summary: pd.DataFrame, paired: pd.DataFrame,
-                 setup: dict[str, str], md_dir: Path, tex_dir: Path) -> list[Path]:
+def write_tables(
+    runs: pd.DataFrame,
+    summary: pd.DataFrame,
+    noise_summary: pd.DataFrame,
+    paired: pd.DataFrame,
+    setup: dict[str, str],
+    md_dir: Path,
+    tex_dir: Path,
+) -> list[Path]:
     """Write every table under its fixed name (label noise from `noise_summary`); return the paths written."""
     written = []
     for table in build_tables(runs, summary, noise_summary):
@@ -247,11 +304,21 @@ def write_tables(runs: pd.DataFrame, summary: pd.DataFrame, noise_summary: pd.Da
         caption += f", {frame['dataset · model'].iloc[0]}"
         frame = frame.drop(columns="dataset · model")
     write_text(md_dir / "paired.md", frame_markdown(frame, caption))
-    write_text(tex_dir / "paired.tex", frame_latex(frame, caption, "tab:paired", long=True,
-                                                   column_format="l" * (frame.shape[1] - 1) + RAGGED.format("3cm")))
+    write_text(
+        tex_dir / "paired.tex",
+        frame_latex(
+            frame, caption, "tab:paired", long=True, column_format="l" * (frame.shape[1] - 1) + RAGGED.format("3cm")
+        ),
+    )
     write_text(tex_dir / "paired.json", frame_json(frame, caption))
     write_text(md_dir / "setup.md", setup_markdown(setup))
     write_text(tex_dir / "setup.tex", setup_macros(setup))
     write_text(tex_dir / "setup.json", json.dumps(setup, ensure_ascii=False, indent=1) + "\n")
-    return written + [md_dir / "paired.md", tex_dir / "paired.tex", tex_dir / "paired.json", md_dir / "setup.md",
-                      tex_dir / "setup.tex", tex_dir / "setup.json"]
+    return written + [
+        md_dir / "paired.md",
+        tex_dir / "paired.tex",
+        tex_dir / "paired.json",
+        md_dir / "setup.md",
+        tex_dir / "setup.tex",
+        tex_dir / "setup.json",
+    ]

@@ -95,8 +95,14 @@ class Trainer:
         """One optimizer step on (x, y): (loss at w, logits at w, global norm of the gradient at w)."""
         if self.cfg.m is not None:  # m-sharpness: each chunk of m images perturbs w on its own
             return two_pass_step(
-                self.optimizer, self.model, self.loss_fn, x, y, m=self.cfg.m,
-                bn_first_pass_only=self.cfg.bn_update == "first_pass", autocast=self.autocast,
+                self.optimizer,
+                self.model,
+                self.loss_fn,
+                x,
+                y,
+                m=self.cfg.m,
+                bn_first_pass_only=self.cfg.bn_update == "first_pass",
+                autocast=self.autocast,
             )  # fmt: skip - the step's options read as one sentence
         self.optimizer.zero_grad(set_to_none=True)
         with first_pass_no_sync(self.ddp) if self.two_pass else contextlib.nullcontext():
