@@ -113,7 +113,7 @@ class Runner:
                 log = self.work / "logs" / f"{name}{'' if attempt == 1 else f'.{attempt}'}.log"
                 with log.open("w") as stdout:  # the child keeps its own copy of the descriptor
                     proc = subprocess.Popen([sys.executable, "-m", "unitgrad", *argv], cwd=self.work, env=self.env,
-                                            stdout=stdout, stderr=subprocess.STDOUT)  # fmt: skip
+                                            stdout=stdout, stderr=subprocess.STDOUT)  # fmt: skip - one process, one statement
                 running.append((name, argv, attempt, log, proc))
             time.sleep(0.5)
             for item in [r for r in running if r[-1].poll() is not None]:

@@ -24,7 +24,7 @@ from unitgrad.io import atomic_dir, write_json
 # Official label orders (both are alphabetical by class name).
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+)  # fmt: skip - the ten classes on one line, as they are listed
 
 # The 20 CIFAR-100 superclasses (official coarse label order) and their 5 fine classes.
 CIFAR100_SUPERCLASSES = {
