@@ -111,9 +111,10 @@ class Runner:
             while pending and len(running) < self.k:
                 name, argv, attempt = pending.pop(0)
                 log = self.work / "logs" / f"{name}{'' if attempt == 1 else f'.{attempt}'}.log"
-                with log.open("w") as stdout:  # the child keeps its own copy of the descriptor
+                # the child keeps its own copy of the descriptor; fmt: skip keeps the launch one statement
+                with log.open("w") as stdout:
                     proc = subprocess.Popen([sys.executable, "-m", "unitgrad", *argv], cwd=self.work, env=self.env,
-                                            stdout=stdout, stderr=subprocess.STDOUT)  # fmt: skip - one process, one statement
+                                            stdout=stdout, stderr=subprocess.STDOUT)  # fmt: skip
                 running.append((name, argv, attempt, log, proc))
             time.sleep(0.5)
             for item in [r for r in running if r[-1].poll() is not None]:

@@ -21,10 +21,10 @@ from unitgrad.data import sources
 from unitgrad.errors import UnitgradError
 from unitgrad.io import atomic_dir, write_json
 
-# Official label orders (both are alphabetical by class name).
+# Official label orders (both are alphabetical by class name); fmt: skip keeps the ten classes on one line.
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip - the ten classes on one line, as they are listed
+)  # fmt: skip
 
 # The 20 CIFAR-100 superclasses (official coarse label order) and their 5 fine classes.
 CIFAR100_SUPERCLASSES = {
