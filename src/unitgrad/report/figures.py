@@ -143,7 +143,7 @@ def label_noise_figure(summary: pd.DataFrame) -> Figure:
     fig, panels = _panels(keys)
     for (dataset, model), ax in panels:
         if noisy_configs.empty:
-            _empty(ax, "no label-noise runs\n(params: noise.rates)")
+            _empty(ax, "no label-noise runs\n(params: report.noise_study)")
             continue
         rows = clean[(clean["dataset"] == dataset) & (clean["model"] == model)]
         studied = set(
