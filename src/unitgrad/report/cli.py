@@ -108,8 +108,9 @@ def _per_dataset(value: float | dict[str, float]) -> str:
     return f"{value:g}"
 
 
-def setup_values(runs: pd.DataFrame, params: Params) -> dict[str, str]:
-    """What was actually run (from runs.csv) and the recipe it was run with (from params.yaml)."""
+def setup_values(runs: pd.DataFrame, noise_runs: pd.DataFrame, params: Params) -> dict[str, str]:
+    """What was actually run (from runs.csv: report.main_study's `runs`, report.noise_study's `noise_runs`) and
+    the recipe it was run with (from params.yaml)."""
     clean = runs[runs["noise"] == 0]
     per_optimizer = clean.groupby("optimizer")["epochs"].max().dropna()
     if per_optimizer.empty:
@@ -129,7 +130,9 @@ def setup_values(runs: pd.DataFrame, params: Params) -> dict[str, str]:
         "seeds": _join(sorted(clean["seed"].unique())),
         "epochs": epochs,
         "train_size": _join([f"{s:g}" for s in sizes]) if sizes else "unknown",
-        "noise_rates": _join([f"{round(100 * r)} %" for r in sorted(runs.loc[runs["noise"] > 0, "noise"].unique())]),
+        "noise_rates": _join(
+            [f"{round(100 * r)} %" for r in sorted(noise_runs.loc[noise_runs["noise"] > 0, "noise"].unique())]
+        ),
         "noise_kind": params.studies[params.report.noise_study].noise_kind,
         "batch_size": str(train.batch_size),
         "lr": f"{train.lr:g}",
@@ -173,7 +176,7 @@ def run_tables(results: Path, tex_dir: Path, params: Params) -> None:
         _study(summary, main),
         _study(summary, noisy),
         read_csv(results, "paired"),
-        setup_values(_study(runs, main), params),
+        setup_values(_study(runs, main), _study(runs, noisy), params),
         results / "tables",
         tex_dir,
     )
