@@ -116,7 +116,7 @@ def test_params_check_prints_the_plan_of_each_scale(capsys):
     assert cli.main(["params", "check"]) == 0  # params.yaml in the current directory (the project root)
     out = capsys.readouterr().out
     assert out.startswith("params.yaml: valid (smoke scale)")
-    assert " train_main                10  cifar_resnet8 on cifar10, noise 0 %; epochs: sgd 4, sam 4," in out
+    assert " train_main                10  cifar_resnet8 on cifar10, noise 0 %; epochs: sgd 3, sam 3," in out
     assert (
         " train_sam_table1           3  cifar_resnet8 on cifar10, noise 0 %; epochs: sgd 1, sgd_2x 2, sam 1; "
         "batch 256" in out
