@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from fixtures.params import write_params
 
-from unitgrad.report import claims, protocols
+from unitgrad.report import aggregate, claims, protocols
 from unitgrad.report.cli import main as report_main
 from unitgrad.report.cli import write_csv
 from unitgrad.report.references import DIRECTIONAL, PUBLISHED, STUDIES, protocols_markdown
@@ -57,23 +57,7 @@ SAM_T4 = {
     "train_size": 50_000,
     "noise_kind": "symmetric",
 }
-NO_PAIRS = pd.DataFrame(
-    columns=[
-        "study",
-        "dataset",
-        "model",
-        "noise",
-        "metric",
-        "optimizer",
-        "reference",
-        "n",
-        "mean_diff",
-        "ci95_low",
-        "ci95_high",
-        "p_value",
-        "note",
-    ]
-)
+NO_PAIRS = pd.DataFrame(columns=aggregate.PAIRED_COLUMNS)
 
 
 def _runs(study, model, optimizer, accs, protocol, dataset="cifar10", noise=0.0, best=None, **overrides):

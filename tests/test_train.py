@@ -46,19 +46,7 @@ def params(monkeypatch):
 
 def train_argv(tmp_path, params_file, optimizer="sgd", *options):
     """`unitgrad train` of seed 0 (unless `options` say otherwise) into tmp_path/runs, with `params_file`."""
-    run = [
-        "--study",
-        "main",
-        "--dataset",
-        "cifar10",
-        "--model",
-        "cifar_resnet8",
-        "--optimizer",
-        optimizer,
-        "--seed",
-        "0",
-        *options,
-    ]  # fmt: skip - the run's identity reads as one command line
+    run = [*f"--study main --dataset cifar10 --model cifar_resnet8 --optimizer {optimizer} --seed 0".split(), *options]
     return ["train", *run, "--out", str(tmp_path / "runs"), "--params", str(params_file)]
 
 

@@ -42,18 +42,7 @@ def _worker(rank, port, tmp, optimizer):
     created = []
     make = fit.create_model
     fit.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]
-    run = [
-        "--study",
-        "main",
-        "--dataset",
-        "cifar10",
-        "--model",
-        "cifar_resnet8",
-        "--optimizer",
-        optimizer,
-        "--seed",
-        "0",
-    ]
+    run = f"--study main --dataset cifar10 --model cifar_resnet8 --optimizer {optimizer} --seed 0".split()
     argv = [*run, "--out", f"{tmp}/runs", "--params", f"{tmp}/params.yaml"]
     assert train.main(argv) == 0
     assert not dist.is_initialized()  # the CLI left the process group it joined

@@ -45,7 +45,9 @@ def noisy_labels(
     if kind not in KINDS:
         raise UnitgradError(f"unknown label-noise kind '{kind}': choose one of {', '.join(KINDS)}")
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not (math.isfinite(rate) and 0.0 <= rate <= 1.0):
-        raise UnitgradError(f"label-noise rate {rate!r} must be a number in [0, 1]: fix studies.<name>.noise in params.yaml")
+        raise UnitgradError(
+            f"label-noise rate {rate!r} must be a number in [0, 1]: fix studies.<name>.noise in params.yaml"
+        )
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise UnitgradError("labels must be a 1-D integer array")
     if num_classes < 2 or (labels.size and (labels.min() < 0 or labels.max() >= num_classes)):

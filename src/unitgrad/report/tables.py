@@ -168,7 +168,9 @@ def label_noise_table(summary: pd.DataFrame) -> Table:
     noisy = clean[clean["noise"] > 0]
     caption = "Clean test accuracy (%) under symmetric label noise, mean ± std across seeds"
     if noisy.empty:
-        return Table("label_noise", caption, pd.DataFrame(), empty_note="no label-noise runs (params: report.noise_study)")
+        return Table(
+            "label_noise", caption, pd.DataFrame(), empty_note="no label-noise runs (params: report.noise_study)"
+        )
     studied = noisy[["dataset", "model", "optimizer"]].drop_duplicates()
     clean = clean.merge(studied, on=["dataset", "model", "optimizer"])
     clean["config"] = clean.apply(_panel, axis=1)

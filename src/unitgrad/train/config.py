@@ -89,7 +89,9 @@ class RunConfig:
         """The run `optimizer` × `seed` × `noise` (a fraction of `noise_kind` flips) on `dataset`/`model`, with
         settings from `params` (overrides already applied)."""
         if not 0.0 <= noise <= 1.0:
-            raise UnitgradError(f"label-noise rate {noise} must lie in [0, 1]: fix --noise (percent) or studies.<name>.noise")
+            raise UnitgradError(
+                f"label-noise rate {noise} must lie in [0, 1]: fix --noise (percent) or studies.<name>.noise"
+            )
         entry, train, loader = params.optim[optimizer], params.train, params.data.loader
         own = {
             key: _for_dataset(getattr(entry, key), dataset, f"optim.{optimizer}.{key}") for key in entry.hyperparameters
