@@ -1,6 +1,6 @@
 """Speed benchmarks of unitgrad: optimizer work vs a per-parameter loop, two-pass / SGD step time, the
 m-sharpness step (chunks of m images) vs the whole-batch step, the on-device loader vs torchvision's
-DataLoader, and (full mode) the default `dvc repro` per stage.
+DataLoader, and (full mode, or `--grid`) the default `dvc repro` per stage and `unitgrad grid run` against it.
 
     python bench/run.py [--quick] [--device cpu|cuda] [--out results/bench] [--threads 1] [--clock cpu|wall]
 
@@ -19,10 +19,8 @@ import datetime
 import multiprocessing
 import os
 import platform
-import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +29,7 @@ sys.path.insert(0, str(REPO / "src"))  # measure this checkout's unitgrad, whate
 
 import numpy as np
 import torch
-from grid_bench import bench_grid
+from grid_bench import bench_grid, render_pipeline
 from grid_bench import render as render_grid
 from harness import (
     CLOCKS,
@@ -90,6 +88,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--grid",
         action="store_true",
         help="only grid_speedup_vs_serial (with --quick: on 4 runs, a check of the path, not judged)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="with --grid: make the serial/ and grid/ clones under this directory and keep them"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "results" / "bench")
@@ -353,44 +354,6 @@ def bench_loader(cfg: Config, device: torch.device) -> dict:
     }
 
 
-def bench_pipeline(repo: Path = REPO) -> dict:
-    """Wall time per stage of the default `dvc repro`, run in a fresh clone of the committed tree.
-
-    The clone sits next to a link to ../shared (the real CIFAR images) and runs with this
-    environment's tools and the clone's own src/ first on PYTHONPATH. A stage's time runs from
-    its "Running stage" line to the next one, so DVC's hashing and caching of its outputs count.
-    """
-    with tempfile.TemporaryDirectory(prefix="unitgrad-pipeline-") as tmp:
-        clone = Path(tmp) / repo.name
-        subprocess.run(["git", "clone", "--quiet", str(repo), str(clone)], check=True)
-        if (repo.parent / "shared").exists():
-            (Path(tmp) / "shared").symlink_to(repo.parent / "shared")
-        env = dict(os.environ, PYTHONPATH=str(clone / "src"))
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        start = time.perf_counter()
-        stages: list[list] = []
-        tail: list[str] = []
-        with subprocess.Popen(
-            ["dvc", "repro"], cwd=clone, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        ) as proc:
-            for line in proc.stdout:
-                now = time.perf_counter() - start
-                tail = (tail + [line.rstrip()])[-20:]
-                match = re.match(r"Running stage '(.+?)'", line)
-                if match:
-                    stages.append([match.group(1), now])
-        total = time.perf_counter() - start
-        if proc.returncode != 0:
-            raise UnitgradError(f"dvc repro failed in a clean clone (exit {proc.returncode}): " + " | ".join(tail[-3:]))
-    ends = [t for _, t in stages[1:]] + [total]
-    return {
-        "total_s": total,
-        "before_first_stage_s": stages[0][1] if stages else total,
-        "stages_s": {name: end - begin for (name, begin), end in zip(stages, ends)},
-        "commit": _git("rev-parse", "HEAD", repo=repo),
-    }
-
-
 def render_markdown(summary: dict) -> str:
     m, c = summary["machine"], summary["config"]
     lines = [
@@ -545,20 +508,7 @@ def render_markdown(summary: dict) -> str:
     ]
     if "grid_speedup_vs_serial" in summary:
         lines += render_grid(summary["grid_speedup_vs_serial"])
-    if "pipeline" in summary:
-        pl = summary["pipeline"]
-        lines += [
-            "",
-            f"## Default `dvc repro` in a clean clone (commit {pl['commit']})",
-            "",
-            *markdown.table(
-                ["stage", "wall s"],
-                [["(DVC start-up, before the first stage)", f"{pl['before_first_stage_s']:.1f}"]]
-                + [[name, f"{sec:.1f}"] for name, sec in pl["stages_s"].items()]
-                + [["**total**", f"**{pl['total_s']:.1f}**"]],
-                align="lr",
-            ),
-        ]
+        lines += render_pipeline(summary["grid_speedup_vs_serial"]["pipeline"])
     return "\n".join(lines) + "\n"
 
 
@@ -578,8 +528,7 @@ def run(cfg: Config, device: torch.device, out: Path, mode: str) -> dict:
     summary["two_pass_over_sgd"] = bench_step_ratio(cfg, device)
     summary["msharpness"] = bench_msharpness(cfg, device)
     summary["loader_speedup_vs_dataloader"] = bench_loader(cfg, device)
-    if cfg.pipeline:
-        summary["pipeline"] = bench_pipeline()
+    if cfg.pipeline:  # the default `dvc repro` per stage, then the grid's training and evaluation against it
         summary["grid_speedup_vs_serial"] = bench_grid(REPO, quick=False)
     summary["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_json(out / "summary.json", summary)
@@ -615,9 +564,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _grid_only(args: argparse.Namespace) -> int:
     """`--grid`: only grid_speedup_vs_serial, written to <out>/grid.md and grid.json."""
-    result = bench_grid(REPO, quick=args.quick)
+    result = bench_grid(REPO, quick=args.quick, keep=args.keep)
+    lines = render_grid(result)[1:] + (render_pipeline(result["pipeline"]) if result["pipeline"] else [])
     write_json(args.out / "grid.json", result)
-    write_text(args.out / "grid.md", "\n".join(render_grid(result)[1:]) + "\n")
+    write_text(args.out / "grid.md", "\n".join(lines) + "\n")
     print((args.out / "grid.md").read_text())
     return 0
 

@@ -102,3 +102,21 @@ def test_every_option_of_every_command_has_help(command, monkeypatch):
     parser = parsed.value.args[0]
     undocumented = [action.dest for action in parser._actions if not action.help]
     assert undocumented == [], f"unitgrad {command}: options without help text: {undocumented}"
+
+
+def test_report_commands_start_without_torch_timm_or_dvclive():
+    # Each report stage is its own process: importing torch, timm and DVCLive would cost it ~6 s on 2 cores.
+    probe = (
+        "import sys, unitgrad.report.cli, unitgrad.report.selection; "
+        "print(sorted({'torch', 'timm', 'dvclive'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_train_package_exports_load_on_first_use():
+    import unitgrad.train
+
+    assert unitgrad.train.train_run.__module__ == "unitgrad.train.run"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        unitgrad.train.nope  # noqa: B018

@@ -1,7 +1,7 @@
 """`unitgrad train`: one run (dataset × model × optimizer × seed × label noise) into `<run dir>/train/`.
 
 The CLI selects the run; every hyper-parameter comes from params.yaml (train.*, optim.*, model.*,
-data.loader.*, noise.kind). Library use: `train_run(RunConfig.from_params(params, ...), out_dir)`.
+data.loader.*, noise.kind). Library use: `train_run(RunConfig.for_run(params, run, source), out_dir)`.
 
   config.py    RunConfig (the run's settings and hash) and `reads`, the params keys a run depends on
   data.py      the class-balanced training subset, label noise, the monitored test subset
@@ -15,9 +15,21 @@ data.loader.*, noise.kind). Library use: `train_run(RunConfig.from_params(params
 `sgd_2x` (any `<method>_<k>x` name) trains `<method>` for `train.epochs × optim.<name>.epochs_factor`.
 """
 
-from unitgrad.train.cli import main
-from unitgrad.train.config import RunConfig, reads
-from unitgrad.train.run import train_run
-from unitgrad.train.schedule import param_groups, warmup_cosine
+import importlib
 
-__all__ = ["RunConfig", "main", "param_groups", "reads", "train_run", "warmup_cosine"]
+# Loaded on first use: the report reads `unitgrad.train.config` and must not pay for torch, timm and DVCLive.
+_EXPORTS = {
+    "RunConfig": "config",
+    "reads": "config",
+    "main": "cli",
+    "train_run": "run",
+    "param_groups": "schedule",
+    "warmup_cosine": "schedule",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'unitgrad.train' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"unitgrad.train.{_EXPORTS[name]}"), name)
