@@ -69,14 +69,17 @@ def run(
     committed: list[str] = []
     failures: list[stages.Failure] = []
 
-    def submit(run_: Run) -> None:
-        attempt = attempts[run_.stage] = attempts.get(run_.stage, 0) + 1
-        if attempt == 1:
-            for path in (Path(root) / run_.log, Path(root) / run_.record):
-                path.unlink(missing_ok=True)
-        deps = stages.prepare(repo, run_.stage)
-        ref = task.remote(root, run_.stage, run_.cmd, deps, resources.env(), attempt)
-        inflight[ref] = (run_, attempt, time.time())
+    def submit(runs: list[Run]) -> None:
+        for run_ in runs:
+            attempts[run_.stage] = attempts.get(run_.stage, 0) + 1
+            if attempts[run_.stage] == 1:
+                for path in (Path(root) / run_.log, Path(root) / run_.record):
+                    path.unlink(missing_ok=True)
+        deps = stages.prepare(repo, [run_.stage for run_ in runs])  # one DVC read for all of them
+        for run_ in runs:
+            attempt = attempts[run_.stage]
+            ref = task.remote(root, run_.stage, run_.cmd, deps[run_.stage], resources.env(), attempt)
+            inflight[ref] = (run_, attempt, time.time())
 
     def fail(run_: Run, reason: str) -> None:
         failures.append(stages.Failure.of(root, run_.stage, reason))
@@ -84,17 +87,23 @@ def run(
 
     while queued or inflight:
         failed_names = {f.stage for f in failures}
+        runnable = []
         for run_ in list(queued):
             if any(a in failed_names for a in run_.after):
                 queued.remove(run_)
                 fail(run_, "not run: a stage it depends on failed")
             elif all(a in succeeded for a in run_.after):
                 queued.remove(run_)
-                submit(run_)
+                runnable.append(run_)
+        if runnable:  # together: the driver's DVC work takes CPU from the runs
+            submit(runnable)
         if not inflight:
             continue
-        ready, _ = ray.wait(list(inflight), num_returns=1, timeout=2.0)
+        ready, rest = ray.wait(list(inflight), num_returns=1, timeout=2.0)
+        if ready and rest:  # and whatever else has finished meanwhile, to commit them together
+            ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         progress.update(sum(1 for r, _, t in inflight.values() if _started(Path(root) / r.log, t)))
+        finished = []
         for ref in ready:
             run_, attempt, _ = inflight.pop(ref)
             try:
@@ -104,16 +113,20 @@ def run(
             if result["returncode"] != 0:
                 if attempt <= retries:
                     progress.event(f"retrying {run_.stage} (exit {result['returncode']}, attempt {attempt})")
-                    submit(run_)
+                    submit([run_])
                 else:
                     fail(run_, f"exit code {result['returncode']} after {attempt} attempts")
                 continue
-            done, refused = stages.commit(repo, [result])
-            if refused:
+            finished.append((run_, result))
+        if not finished:
+            continue
+        done, refused = stages.commit(repo, [result for _, result in finished])
+        committed += done
+        for run_, result in finished:
+            if run_.stage in refused:
                 fail(run_, refused[run_.stage] + "; not committed")
             else:
                 succeeded.add(run_.stage)
-                committed += done
                 progress.event(f"committed {run_.stage} ({result['seconds']:.0f} s)", done=1)
     return committed, failures
 

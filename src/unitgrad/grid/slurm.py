@@ -63,7 +63,7 @@ class ChainTask(submitit.helpers.Checkpointable):
                 results.append(done[0])
                 continue
             for attempt in range(1, retries + 2):
-                deps = stages.prepare(stages.open_repo(root), name)
+                deps = stages.prepare(stages.open_repo(root), [name])[name]
                 result = stages.execute(root, name, cmd, deps, env, attempt)
                 if result["returncode"] == 0:
                     break

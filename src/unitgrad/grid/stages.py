@@ -56,13 +56,17 @@ def dep_hashes(stage) -> dict:
     return json.loads(json.dumps({str(dep.def_path): dep.get_hash().to_dict() for dep in stage.deps}))
 
 
-def prepare(repo, name: str) -> dict:
-    """Remove the stage's outputs as `dvc repro` does (persist ones kept, e.g. checkpoints) and return the
-    hashes of its dependencies, which must still hold when the run is committed."""
+def prepare(repo, names: list[str]) -> dict[str, dict]:
+    """Remove each stage's outputs as `dvc repro` does (persist ones kept, e.g. checkpoints) and return, per stage,
+    the hashes of its dependencies, which must still hold when the run is committed. One hold of the lock and one
+    read of the pipeline for all of them."""
     with locked(repo):
-        stage = stages_by_name(repo)[name]
-        stage.remove_outs(ignore_remove=False, force=False)
-        return dep_hashes(stage)
+        by_name = stages_by_name(repo)
+        hashes = {}
+        for name in names:
+            by_name[name].remove_outs(ignore_remove=False, force=False)
+            hashes[name] = dep_hashes(by_name[name])
+        return hashes
 
 
 def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, attempt: int) -> dict:
@@ -115,27 +119,33 @@ def last_line(log: Path) -> str:
 
 
 def commit(repo, results: list[dict]) -> tuple[list[str], dict[str, str]]:
-    """Commit each succeeded run (what `dvc commit` does) in one hold of the lock; refuse failed runs and runs
+    """Commit each succeeded run (what `dvc commit --force` does) in one hold of the lock; refuse failed runs and runs
     whose dependencies changed while they ran. Returns the committed stage names and {stage: why refused}."""
-    committed, refused = [], {}
+    refused, to_dump = {}, []
     with locked(repo):
-        stages = stages_by_name(repo)
-        for result in results:
-            name = result["stage"]
-            if result["returncode"] != 0:
-                refused[name] = f"command exited {result['returncode']}"
-                continue
-            now = dep_hashes(stages[name])
-            changed = sorted(path for path in now if now[path] != result["deps"].get(path))
-            if changed:
-                refused[name] = f"dependencies changed while it ran: {', '.join(changed)}"
-                continue
-            # its own scm context, as `dvc commit` has: a later failing `dvc repro` in this process must not
-            # revert the .gitignore entries this commit wrote
-            with repo.scm_context(quiet=True):
-                repo.commit(stages[name].addressing, force=True)  # addressing: the target as seen from the cwd
-            committed.append(name)
-    return committed, refused
+        by_name = stages_by_name(repo)
+        # its own scm context, as `dvc commit` has: a later failing `dvc repro` in this process must not revert
+        # the .gitignore entries this commit writes
+        with repo.scm_context(quiet=True):
+            for result in results:
+                name = result["stage"]
+                if result["returncode"] != 0:
+                    refused[name] = f"command exited {result['returncode']}"
+                    continue
+                now = dep_hashes(by_name[name])
+                changed = sorted(path for path in now if now[path] != result["deps"].get(path))
+                if changed:
+                    refused[name] = f"dependencies changed while it ran: {', '.join(changed)}"
+                    continue
+                by_name[name].save()  # the steps of DVC's repo.commit, on the stages the index already read
+                by_name[name].commit()
+                to_dump.append(by_name[name])
+            # One rewrite of dvc.lock per file for the whole batch, as repo.commit does for its targets: DVC
+            # parses and dumps the whole lock file each time, seconds per call once it holds hundreds of stages.
+            for path in dict.fromkeys(stage.dvcfile.path for stage in to_dump):
+                batch = [stage for stage in to_dump if stage.dvcfile.path == path]
+                batch[0].dvcfile.dump_stages(batch, update_pipeline=False)
+    return [stage.name for stage in to_dump], refused
 
 
 @dataclasses.dataclass(frozen=True)
