@@ -113,7 +113,7 @@ def run(
             if result["returncode"] != 0:
                 if attempt <= retries:
                     progress.event(f"retrying {run_.stage} (exit {result['returncode']}, attempt {attempt})")
-                    submit([run_])
+                    queued.append(run_)  # submitted with the next batch
                 else:
                     fail(run_, f"exit code {result['returncode']} after {attempt} attempts")
                 continue
