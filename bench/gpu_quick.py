@@ -69,12 +69,13 @@ def quick_params(base: dict, sizes: Sizes, device: str, archive: str) -> dict:
             "noise": [0],
             "noise_kind": "symmetric",
             "seeds": list(sizes.seeds),
+            "corruptions": True,
             "set": {"train.epochs": sizes.epochs, "train.batch_size": sizes.batch_size},
             "when": [],
         }
     }
-    params["train"].update(device=device, warmup_epochs=min(1, sizes.epochs - 1))
-    params["evaluate"].update(batch_size=sizes.eval_batch, corruptions=True)
+    params["train"].update(device=device, warmup_epochs=min(1, sizes.epochs - 1), amp="auto", channels_last=True)
+    params["evaluate"].update(batch_size=sizes.eval_batch)
     params["report"].update(main_study=STUDY, noise_study=STUDY)
     return params
 

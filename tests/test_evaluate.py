@@ -16,6 +16,7 @@ from unitgrad.evaluate import evaluate_run, main
 from unitgrad.models import create_model
 
 PER_CLASS = 2
+ORACLE = "unitgrad_test_pixel_oracle"
 CONFIG = {"dataset": "cifar10", "model": "cifar_resnet8", "optimizer": "pugd", "noise": 0.0, "seed": 1}
 
 
@@ -61,19 +62,22 @@ def write_dataset(root, corrupt_wrong_from_severity=3):
     return root
 
 
-def write_run(run_dir, model, model_name, cifar_stem=True, config=CONFIG):
+SUBSET = np.arange(0, 20, 2)  # the run trained on the even training images (one per class) ...
+MONITOR = np.array([1, 3])  # ... monitored on two odd ones; the pool's training part is the other 8
+FLIPPED = np.array([True, True, True] + [False] * 7)  # three of its labels flipped to the next class
+
+
+def write_run(run_dir, model, model_name, cifar_stem=True, config=CONFIG, best=None):
+    """A trained run's files; model_best.pt holds `best` (default: `model`) from epoch 3 on the holdout."""
     train = run_dir / "train"
     train.mkdir(parents=True)
-    torch.save(
-        {
-            "model": model.state_dict(),
-            "model_name": model_name,
-            "num_classes": 10,
-            "cifar_stem": cifar_stem,
-            "dataset": "cifar10",
-        },
-        train / "model.pt",
-    )
+    saved = {"model_name": model_name, "num_classes": 10, "cifar_stem": cifar_stem, "dataset": "cifar10"}
+    torch.save({"model": model.state_dict(), **saved}, train / "model.pt")
+    best_record = {"epoch": 3, "monitor_acc": 0.5, "monitor": "holdout"}
+    torch.save({"model": (best or model).state_dict(), **saved, **best_record}, train / "model_best.pt")
+    true = SUBSET // PER_CLASS
+    noisy = np.where(FLIPPED, (true + 1) % 10, true)
+    np.savez(train / "labels.npz", train_indices=SUBSET, noisy_labels=noisy, flip_mask=FLIPPED, monitor_indices=MONITOR)
     (train / "run.json").write_text(json.dumps({"config": config, "git_commit": "abc"}))
     return run_dir
 
@@ -101,12 +105,41 @@ def test_perfect_model_scores_one_and_corruptions_are_per_severity(tmp_path, dat
     assert json.loads((run / "eval.json").read_text()) == result
 
 
+def wrong_oracle() -> PixelOracle:
+    """Predicts the next class of every image: wrong everywhere, and right on every flipped label."""
+    model = oracle()
+    model.centres.copy_(model.centres.roll(1))
+    return model
+
+
+def test_memorisation_counts_predicted_trained_labels_apart_for_flipped_and_unflipped(tmp_path, data_root):
+    fits_truth = evaluate_run(write_run(tmp_path / "a", oracle(), ORACLE, False), data_root, 7, 15, False)
+    assert fits_truth["fit"] == {"flipped": 0.0, "unflipped": 1.0, "n_flipped": 3, "n_unflipped": 7}
+    fits_noise = evaluate_run(write_run(tmp_path / "b", wrong_oracle(), ORACLE, False), data_root, 7, 15, False)
+    assert fits_noise["fit"] == {"flipped": 1.0, "unflipped": 0.0, "n_flipped": 3, "n_unflipped": 7}
+
+
+def test_pool_scores_the_test_set_and_the_training_images_the_run_never_saw(tmp_path, data_root):
+    result = evaluate_run(
+        write_run(tmp_path / "run", oracle(), ORACLE, False), data_root, 7, 15, False, train_pool=True
+    )
+    assert result["pool"] == {"acc": 1.0, "n": 28, "test_acc": 1.0, "n_test": 20, "train_acc": 1.0, "n_train": 8}
+    assert evaluate_run(tmp_path / "run", data_root, 7, 15, False)["pool"] is None
+
+
+def test_best_epoch_model_is_scored_on_the_test_set(tmp_path, data_root):
+    run = write_run(tmp_path / "run", oracle(), ORACLE, False, best=wrong_oracle())
+    result = evaluate_run(run, data_root, 7, 15, False)
+    assert result["clean"]["acc"] == 1.0
+    assert result["best_epoch"] == {"epoch": 3, "picked_on": "holdout", "monitor_acc": 0.5, "test_acc": 0.0}
+
+
 def test_schema_and_consistency_with_a_random_network(tmp_path, data_root):
     torch.manual_seed(0)
     model = create_model("cifar_resnet8", 10)
     run = write_run(tmp_path / "run", model, "cifar_resnet8")
     result = evaluate_run(run, data_root, batch_size=8, ece_bins=15, corruptions=False)
-    assert set(result) == {"run", "clean", "corruption", "mca", "mca_all"}
+    assert set(result) == {"run", "clean", "fit", "pool", "best_epoch", "corruption", "mca", "mca_all"}
     assert result["run"] == CONFIG
     assert set(result["clean"]) == {"acc", "loss", "ece", "per_class_acc"}
     assert list(result["clean"]["per_class_acc"]) == list(CIFAR10_CLASSES)

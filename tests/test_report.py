@@ -17,9 +17,10 @@ from PIL import Image
 from scipy import stats
 
 from unitgrad import cli as unitgrad_cli
+from unitgrad import paper
 from unitgrad.config import parse_params
 from unitgrad.errors import UnitgradError
-from unitgrad.report import aggregate, figures, paper, tables
+from unitgrad.report import aggregate, figures, tables
 from unitgrad.report.cli import main as report_main
 from unitgrad.report.stats import describe, paired_difference, t_half_width
 from unitgrad.runs import RunId

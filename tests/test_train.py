@@ -172,6 +172,16 @@ def test_resume_after_a_mid_epoch_kill_is_bit_identical(params, tmp_path, monkey
     want_weights = load_model(tmp_path / "straight" / "model.pt")["model"]
     got_weights = load_model(tmp_path / "resumed" / "model.pt")["model"]
     assert all(torch.equal(got_weights[k], want_weights[k]) for k in want_weights)
+    want_best, got_best = (
+        load_model(tmp_path / "straight" / "model_best.pt"),
+        load_model(tmp_path / "resumed" / "model_best.pt"),
+    )
+    accs = [
+        float(line.split("\t")[1])
+        for line in (tmp_path / "straight/dvclive/plots/metrics/test/acc.tsv").read_text().splitlines()[1:]
+    ]
+    assert want_best["epoch"] == got_best["epoch"] == 1 + int(np.argmax(accs)) and want_best["monitor_acc"] == max(accs)
+    assert all(torch.equal(got_best["model"][k], want_best["model"][k]) for k in want_best["model"])
     for name in ("train/loss", "test/acc", "lr"):
         assert tsv_steps(tmp_path / "resumed", name) == [0, 1, 2]  # one row per epoch, none duplicated
     assert json.loads((tmp_path / "resumed" / "run.json").read_text())["resumed_from_epoch"] == 1
@@ -234,7 +244,8 @@ def test_cli_writes_the_run_directory_with_provenance(params, tmp_path, capsys, 
     out = tmp_path / "runs" / "main" / "cifar10" / "cifar_resnet8" / "ugd" / "noise20" / "seed3" / "train"
     with pytest.raises(SystemExit, match="2"):  # a rate where a percent belongs is refused, not read as 0.2 %
         cli.main([arg if arg != "20" else "0.2" for arg in argv])
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "dvclive", "labels.npz", "model.pt", "run.json"]
+    written = ["checkpoint.pt", "dvclive", "labels.npz", "model.pt", "model_best.pt", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == written
     run = json.loads((out / "run.json").read_text())
     assert {"git_commit", "git_dirty", "packages", "device", "python", "wall_time_s", "started", "finished"} <= set(run)
     assert set(run["packages"]) >= {"torch", "timm", "numpy", "unitgrad", "dvc"} and run["packages"]["torch"]
@@ -288,13 +299,27 @@ def test_bad_params_fail_with_one_line_and_exit_2(params, tmp_path, capsys, edit
 def test_learning_curves_monitor_a_balanced_test_subset(params, tmp_path):
     params["train"]["monitor_per_class"] = 2
     data = train_data.load_data(config(params))
-    assert np.bincount(data.test_y).tolist() == [2] * 10
+    assert np.bincount(data.monitor_y).tolist() == [2] * 10
     params["train"]["monitor_per_class"] = 5  # the tiny test set has 4 per class
     monitor = r"^train\.monitor_per_class is 5, more than the test set has per class \(4\)"
     with pytest.raises(UnitgradError, match=monitor):
         train_data.load_data(config(params))
     params["data"]["loader"]["train_per_class"] = 9  # and the training set 8
     with pytest.raises(UnitgradError, match=r"^data\.loader\.train_per_class is 9, more than the training set has"):
+        train_data.load_data(config(params))
+
+
+def test_holdout_monitor_takes_true_labels_of_training_images_the_subset_leaves_out(params):
+    params["data"]["loader"]["train_per_class"] = 5  # of the tiny training set's 8 per class
+    params["train"].update(monitor="holdout", monitor_per_class=2)
+    data = train_data.load_data(config(params, noise=0.5))
+    x_train, y_train, *_ = tiny_cifar("cifar10", None)
+    assert not set(data.monitor_indices) & set(data.train_indices)
+    assert np.bincount(data.monitor_y).tolist() == [2] * 10
+    assert np.array_equal(data.monitor_y, y_train[data.monitor_indices])  # clean, though the run's labels are noisy
+    assert np.array_equal(data.monitor_x, x_train[data.monitor_indices])
+    params["train"]["monitor_per_class"] = 4  # only 3 per class are left out
+    with pytest.raises(UnitgradError, match=r"^train\.monitor_per_class is 4, more than the left-out training set"):
         train_data.load_data(config(params))
 
 

@@ -24,13 +24,23 @@ def resolve_device(name: str, index: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes bf16 natively: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX
+    (elsewhere bf16 is emulated and slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def resolve_amp(device: torch.device, amp: str) -> str:
+    """`train.amp` (auto | bf16 | none) on `device` as bf16 or none; auto is bf16 where it is native."""
+    if amp == "auto":
+        return "bf16" if native_bf16(device) else "none"
+    return amp
+
+
 def autocast(device: torch.device, amp: str) -> Callable[[], AbstractContextManager]:
-    """A factory of bf16 autocast contexts when `amp` is bf16 on CUDA; of disabled ones otherwise."""
+    """A factory of bf16 autocast contexts on `device` when `amp` resolves to bf16; of disabled ones otherwise."""
     return functools.partial(
-        torch.autocast, device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and amp == "bf16"
+        torch.autocast, device.type, dtype=torch.bfloat16, enabled=resolve_amp(device, amp) == "bf16"
     )
-
-
-def uses_channels_last(device: torch.device, channels_last: bool) -> bool:
-    """channels_last is the faster convolution layout on CUDA; on CPU it is not used."""
-    return channels_last and device.type == "cuda"

@@ -11,7 +11,7 @@ import argparse
 
 from unitgrad import params_docs
 from unitgrad.config import load_params
-from unitgrad.device import resolve_device
+from unitgrad.device import resolve_amp, resolve_device
 from unitgrad.errors import UnitgradError
 from unitgrad.provenance import device_name
 from unitgrad.schema import Params
@@ -54,7 +54,7 @@ def describe(params: Params, source: str) -> str:
     lines += [f"  {stage:<{width}}  {runs:>4}  {what}" for stage, runs, what in rows]
     try:
         device = resolve_device(params.train.device)
-        name, amp = device_name(device), params.train.amp if device.type == "cuda" else "none (CPU)"
+        name, amp = device_name(device), f"{params.train.amp} -> {resolve_amp(device, params.train.amp)}"
     except UnitgradError as exc:
         name, amp = f"none ({exc})", params.train.amp
     lines.append(f"device (train.device {params.train.device}): {name}; amp {amp}; compile {params.train.compile}")

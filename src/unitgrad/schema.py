@@ -93,6 +93,7 @@ class Study(Section):
     noise: Annotated[list[Percent], Field(min_length=1)] = _field("percent of training labels flipped; 0 = clean")
     noise_kind: Literal["symmetric", "asymmetric"] = _field("how training labels flip (test labels never change)")
     seeds: Seeds = _field("run seeds (initialisation, data order, which labels flip)")
+    corruptions: bool = _field("evaluate the runs on data/<dataset>-c as well (mCA)")
     set: dict[str, Any] = _field("dotted keys (train.*, model.*, data.loader.*, optim.*) set for every run")
     when: list[Rule] = _field("further overrides for the matching runs, applied in order after `set`")
 
@@ -116,16 +117,19 @@ class Train(Section):
         "BatchNorm running stats of two-pass methods: first pass only, or both (the official code)"
     )
     device: Literal["auto", "cpu", "cuda"] = _field("where training and evaluation run")
-    amp: Literal["bf16", "none"] = _field("bf16 autocast (on CUDA only) for training and evaluation")
-    channels_last: bool = _field("channels-last memory format (on CUDA only)")
+    amp: Literal["auto", "bf16", "none"] = _field(
+        "bf16 autocast for training and evaluation; auto: where the device computes bf16 natively"
+    )
+    channels_last: bool = _field("channels-last memory format of the model and its batches")
     compile: bool = _field("torch.compile the model")
     lr_update: Literal["step", "epoch"] = _field(
         "the warmup-cosine LR changes every optimizer step, or once per epoch (the official PUGD code)"
     )
     eval_every: int = _field("epochs between test evaluations for the learning curves", ge=1)
-    monitor_per_class: int | None = _field(
-        "class-balanced test subset for those curves; null = all (evaluate scores all)", ge=1
+    monitor: Literal["test", "holdout"] = _field(
+        "the curves' images: the test set, or training images the subset leaves out (evaluate scores neither)"
     )
+    monitor_per_class: int | None = _field("class-balanced subset of those images; null = all of them", ge=1)
 
     @model_validator(mode="after")
     def _warmup_within_training(self) -> Train:
@@ -225,7 +229,7 @@ class Optim(BaseModel):
 class Evaluate(Section):
     batch_size: int = _field("evaluation batch size", ge=1)
     ece_bins: int = _field("bins of the expected calibration error", ge=1)
-    corruptions: bool = _field("evaluate clean runs on data/<dataset>-c as well")
+    train_pool: bool = _field("also score the training images a run never saw (the held-out pool)")
 
 
 ToyOptimizer = Literal["sgd", "adagrad", "ngd", "sam", "asam", "ugd", "pugd"]
@@ -254,7 +258,7 @@ class Report(Section):
 
 
 class Params(Section):
-    scale: Literal["smoke", "paper"] = _field("which claims apply: smoke runs check no published number")
+    scale: Literal["smoke", "laptop", "paper"] = _field("which claims apply: smoke runs check no published number")
     data: Data
     studies: Annotated[dict[StudyName, Study], Field(min_length=1)] = _field(
         "named studies, each one source's protocol (dvc.yaml has a train_<study> and evaluate_<study> stage)"

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from unitgrad import pipeline
+from unitgrad.config import load_params
 from unitgrad.errors import UnitgradError
 from unitgrad.grid import plan as planning
 from unitgrad.grid import stages
@@ -91,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from unitgrad.grid import ray_backend, slurm
 
     _check(args)
+    if pipeline.write(load_params("params.yaml", ("studies",)), Path("dvc.yaml")):  # another scale's studies
+        print("grid: wrote dvc.yaml's study stages for params.yaml's studies", flush=True)
     repo = stages.open_repo(".")
     plan = planning.make_plan(repo, tuple(args.patterns))
     gpus = "auto" if args.gpus_per_run is None else f"{args.gpus_per_run:g}"

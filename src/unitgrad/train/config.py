@@ -55,6 +55,7 @@ class RunConfig:
     channels_last: bool
     compile: bool
     eval_every: int
+    monitor: str
     monitor_per_class: int | None
     data_root: str = str(DATA_ROOT)
 
@@ -129,6 +130,7 @@ class RunConfig:
             channels_last=train.channels_last,
             compile=train.compile,
             eval_every=train.eval_every,
+            monitor=train.monitor,
             monitor_per_class=train.monitor_per_class,
         )
 

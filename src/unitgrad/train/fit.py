@@ -5,7 +5,7 @@ a second forward/backward at the perturbed weights (BatchNorm running statistics
 `train.bn_update` is first_pass), `second_step`; with `optim.<name>.m` set, `unitgrad.optim.two_pass_step`
 takes it per chunk of m images (m-sharpness). The logged `grad_norm` is the epoch mean of the first-pass
 gradient's global norm (under DDP, two-pass methods average each replica's unsynchronised norm).
-A non-finite loss or weight is detected once per epoch (no per-step host sync), and a non-finite test loss
+A non-finite loss or weight is detected once per epoch (no per-step host sync), and a non-finite monitor loss
 when it is evaluated: either stops the run with UnitgradError before that epoch is checkpointed.
 """
 
@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from unitgrad import distributed
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
-from unitgrad.device import autocast, uses_channels_last
+from unitgrad.device import autocast
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
 from unitgrad.optim import bn_update_disabled, create_optimizer, first_pass_no_sync, is_two_pass, two_pass_step
@@ -39,7 +39,7 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data: TrainData, device: torch.device, proc: distributed.Process) -> None:
         self.cfg, self.device, self.world_size = cfg, device, proc.world_size
-        channels_last = uses_channels_last(device, cfg.channels_last)
+        channels_last = cfg.channels_last
         net = create_model(cfg.model, data.num_classes, cifar_stem=cfg.cifar_stem, drop_rate=cfg.drop_rate)
         self.net = net.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         device_ids = [device.index] if device.type == "cuda" else None
@@ -65,9 +65,17 @@ class Trainer:
             **augment,
         )  # fmt: skip - the loader's arguments read as one sentence
         shard = slice(proc.rank, None, proc.world_size)
-        self.test_loader = DeviceLoader(
-            data.test_x[shard], data.test_y[shard], cfg.batch_size, device, train=False, drop_last=False, **normalise
-        )
+        self.monitor_loader = DeviceLoader(
+            data.monitor_x[shard],
+            data.monitor_y[shard],
+            cfg.batch_size,
+            device,
+            train=False,
+            drop_last=False,
+            **normalise,
+        )  # fmt: skip - the loader's arguments read as one sentence
+        # The weights of the epoch with the best monitored accuracy (model_best.pt; evaluate scores them).
+        self.best: dict[str, Any] = {"epoch": 0, "acc": -1.0, "model": None}
         self.steps = len(self.train_loader)
         if self.steps == 0:
             raise UnitgradError(
@@ -83,6 +91,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_states(self.device),
+            "best": self.best,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -90,6 +99,7 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_states(state["rng"], self.device)
+        self.best = state["best"]
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step on (x, y): (loss at w, logits at w, global norm of the gradient at w)."""
@@ -146,10 +156,14 @@ class Trainer:
         }
         distributed.broadcast_buffers(self.net)
         if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
-            test_loss, test_correct, test_count = distributed.all_reduce(self._evaluate()).tolist()
-            if not math.isfinite(test_loss):  # finite weights can still overflow the logits
-                raise UnitgradError(self._divergence(epoch, self.steps, test_loss, what="test loss"))
-            record.update({"test/loss": test_loss / test_count, "test/acc": test_correct / test_count})
+            loss, correct, count = distributed.all_reduce(self._evaluate()).tolist()
+            name = self.cfg.monitor  # test, or holdout: the metrics are named for the images they score
+            if not math.isfinite(loss):  # finite weights can still overflow the logits
+                raise UnitgradError(self._divergence(epoch, self.steps, loss, what=f"{name} loss"))
+            record.update({f"{name}/loss": loss / count, f"{name}/acc": correct / count})
+            if correct / count > self.best["acc"]:
+                weights = {key: value.detach().clone() for key, value in self.net.state_dict().items()}
+                self.best = {"epoch": epoch + 1, "acc": correct / count, "model": weights}
         record["sec_per_epoch"] = time.perf_counter() - start
         return record
 
@@ -176,11 +190,11 @@ class Trainer:
         return sums, bad_step, bad_loss, lr
 
     def _evaluate(self) -> torch.Tensor:
-        """[summed cross-entropy, correct, count] over this process's test shard (on the device)."""
+        """[summed cross-entropy, correct, count] over this process's shard of the monitor set (on the device)."""
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         self.net.eval()
         with torch.no_grad():
-            for x, y in self.test_loader:
+            for x, y in self.monitor_loader:
                 with self.autocast():
                     logits = self.net(x)
                 loss = F.cross_entropy(logits.float(), y, reduction="sum")
@@ -192,8 +206,8 @@ class Trainer:
         if first_bad < self.steps:
             value = bad_loss if not math.isfinite(bad_loss) else "nan/inf"  # another rank's loss diverged
             where = f"{what} became {value} at epoch {epoch + 1}/{self.cfg.epochs} step {first_bad + 1}/{self.steps}"
-        elif what == "test loss":
-            where = f"test loss became {bad_loss} after epoch {epoch + 1}/{self.cfg.epochs}"
+        elif what != "loss":
+            where = f"{what} became {bad_loss} after epoch {epoch + 1}/{self.cfg.epochs}"
         else:
             where = f"weights became nan/inf at epoch {epoch + 1}/{self.cfg.epochs}"
         kept = f"; {CHECKPOINT} keeps epoch {epoch}" if epoch else ""

@@ -50,7 +50,8 @@ def final_metrics(history: list[dict[str, float]]) -> dict[str, Any]:
 
 
 def epoch_line(record: dict[str, float], epochs: int) -> str:
-    test = f" test_loss {record['test/loss']:.4f} test_acc {record['test/acc']:.4f}" if "test/acc" in record else ""
+    monitored = [key.split("/")[0] for key in record if key.endswith("/acc") and not key.startswith("train/")]
+    test = "".join(f" {m}_loss {record[m + '/loss']:.4f} {m}_acc {record[m + '/acc']:.4f}" for m in monitored)
     return (
         f"epoch {record['epoch'] + 1}/{epochs} train_loss {record['train/loss']:.4f} "
         f"train_acc {record['train/acc']:.4f}{test} lr {record['lr']:.4g} "

@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 from dvclive import Live
-from torch import nn
 
 from unitgrad import distributed
-from unitgrad.device import resolve_device
+from unitgrad.device import resolve_amp, resolve_device
 from unitgrad.errors import UnitgradError
 from unitgrad.io import atomic_path, check_writable, write_json
 from unitgrad.provenance import provenance, utc_now
@@ -32,7 +31,12 @@ from unitgrad.train.fit import Trainer
 from unitgrad.train.logs import Progress, epoch_line, final_metrics, live_logger, log_epoch
 from unitgrad.train.state import CHECKPOINT, determinism, read_checkpoint, seed_everything, write_checkpoint
 
-OUTPUTS = ("model.pt", "labels.npz", "run.json")  # written at the end; CHECKPOINT and dvclive/ as it trains
+OUTPUTS = (
+    "model.pt",
+    "model_best.pt",
+    "labels.npz",
+    "run.json",
+)  # written at the end; CHECKPOINT and dvclive/ as it trains
 
 
 def train_run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
@@ -86,7 +90,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
         if proc.is_main:
             wall_time_s = elapsed_before + time.perf_counter() - start_time
             _write_outputs(
-                out_dir, cfg, trainer.net, data, live, device, started, wall_time_s, first_epoch, proc.world_size
+                out_dir, cfg, trainer, data, live, device, started, wall_time_s, first_epoch, proc.world_size
             )
     return final_metrics(history)
 
@@ -94,7 +98,7 @@ def train_run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
 def _write_outputs(
     out_dir: Path,
     cfg: RunConfig,
-    net: nn.Module,
+    trainer: Trainer,
     data: TrainData,
     live: Live,
     device: torch.device,
@@ -105,18 +109,27 @@ def _write_outputs(
 ) -> None:  # fmt: skip - one parameter per line would make the signature longer than the body
     with atomic_path(out_dir / "labels.npz") as tmp, tmp.open("wb") as handle:
         np.savez(
-            handle, train_indices=data.train_indices, noisy_labels=data.train_y, flip_mask=data.train_y != data.clean_y
-        )
-    model_state = {name: tensor.detach().cpu() for name, tensor in net.state_dict().items()}
-    saved = {
-        "model": model_state,
-        "model_name": cfg.model,
-        "num_classes": data.num_classes,
-        "cifar_stem": cfg.cifar_stem,
-        "dataset": cfg.dataset,
-    }
-    with atomic_path(out_dir / "model.pt") as tmp:
-        torch.save(saved, tmp)
+            handle,
+            train_indices=data.train_indices,
+            noisy_labels=data.train_y,
+            flip_mask=data.train_y != data.clean_y,
+            monitor_indices=data.monitor_indices,
+        )  # fmt: skip - one array per line
+    best = trainer.best
+    for name, weights, extra in (
+        ("model.pt", trainer.net.state_dict(), {}),
+        ("model_best.pt", best["model"], {"epoch": best["epoch"], "monitor_acc": best["acc"], "monitor": cfg.monitor}),
+    ):
+        saved = {
+            "model": {key: tensor.detach().cpu() for key, tensor in weights.items()},
+            "model_name": cfg.model,
+            "num_classes": data.num_classes,
+            "cifar_stem": cfg.cifar_stem,
+            "dataset": cfg.dataset,
+            **extra,
+        }
+        with atomic_path(out_dir / name) as tmp:
+            torch.save(saved, tmp)
     live.end()
     record = provenance(
         cfg.to_dict(),
@@ -126,6 +139,8 @@ def _write_outputs(
         round(wall_time_s, 3),
         resumed_from_epoch=resumed_from,
         world_size=world_size,
+        amp=resolve_amp(device, cfg.amp),  # what train.amp meant on this device
+        torch_threads=torch.get_num_threads(),
         data_source=data.source,
     )  # fmt: skip - the positional record fields on one line, the extras on the next
     write_json(out_dir / "run.json", record)
