@@ -36,6 +36,7 @@ def _params(tmp_path, model: str, batch: int) -> Path:
         "noise": [0],
         "noise_kind": "symmetric",
         "seeds": [0],
+        "corruptions": False,
         "set": {"train.epochs": 10, "train.warmup_epochs": 0, "train.batch_size": batch},
         "when": [],
     }

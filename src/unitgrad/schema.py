@@ -255,6 +255,8 @@ class Report(Section):
     baseline_optimizer: NonEmptyStr = _field("... and against this one")
     min_seeds_for_verdict: int = _field("fewer paired seeds give no verdict", ge=2)
     match_tolerance_pp: float = _field("a published accuracy matches within mean ± max(95 % CI, this)", ge=0)
+    memorisation_gate: Fraction = _field("laptop verdict: SGD must fit this share of the flipped labels, or none")
+    noninferiority_margin_pp: float = _field("laptop verdict: PUGD's clean accuracy may trail SAM's by this", ge=0)
 
 
 class Params(Section):

@@ -28,7 +28,7 @@ SCALE_COLUMNS = ["epochs", "train_size"]
 PROTOCOL_COLUMNS = [f for f in PROTOCOL_FIELDS if f not in ("model", *SCALE_COLUMNS)]
 TEST_SIZE = 10_000  # CIFAR-10/100: the monitored test set when train.monitor_per_class is null
 # Metrics worth a paired test: the paper's claims are about clean accuracy and corruption robustness.
-PAIRED_METRICS = ("clean_acc", "mca")
+PAIRED_METRICS = ("clean_acc", "pool_acc", "mca")
 PAIRED_COLUMNS = [
     "study",
     "dataset",
@@ -125,6 +125,18 @@ def read_run(run: Path) -> tuple[dict[str, Any], dict[str, float], list[tuple[st
                 metrics["ece" if name == "ece" else f"clean_{name}"] = float(clean[name])
         if evaluation.get("mca") is not None:
             metrics["mca"] = float(evaluation["mca"])
+        # Memorisation, the held-out pool and the best epoch (picked on the monitor set, scored on the test set).
+        fields = {
+            "fit_flipped": ("fit", "flipped"),
+            "fit_unflipped": ("fit", "unflipped"),
+            "pool_acc": ("pool", "acc"),
+            "heldout_train_acc": ("pool", "train_acc"),
+            "best_epoch_test_acc": ("best_epoch", "test_acc"),
+        }
+        for metric, (section, name) in fields.items():
+            value = (evaluation.get(section) or {}).get(name)
+            if value is not None:
+                metrics[metric] = float(value)
         for corruption, by_severity in (evaluation.get("corruption") or {}).items():
             for severity, acc in by_severity.items():
                 metrics[f"corruption/{corruption}/{int(severity)}"] = float(acc)

@@ -23,7 +23,7 @@ import pandas as pd
 from unitgrad.config import load_params, view
 from unitgrad.errors import UnitgradError
 from unitgrad.io import atomic_path, write_text
-from unitgrad.report import aggregate, claims, dvc_views, figures, selection, style, tables
+from unitgrad.report import aggregate, claims, dvc_views, figures, selection, style, tables, verdict
 from unitgrad.report.references import PUBLISHED
 from unitgrad.schema import Params
 
@@ -57,7 +57,15 @@ READS = {
         "report.main_study",
         "report.noise_study",
     ),
-    "claims": ("scale", "report.min_seeds_for_verdict", "report.match_tolerance_pp"),
+    "claims": (
+        "scale",
+        "report.min_seeds_for_verdict",
+        "report.match_tolerance_pp",
+        "report.main_study",
+        "report.noise_study",
+        "report.memorisation_gate",
+        "report.noninferiority_margin_pp",
+    ),
 }  # fmt: skip - the tables' keys as one list, not one per line
 
 
@@ -193,8 +201,19 @@ def run_claims(results: Path, tex_dir: Path, params: Params) -> None:
         min_seeds,
         tolerance_pp,
     )
-    write_text(results / "claims.md", claims.claims_markdown(checked, scale, min_seeds, tolerance_pp))
+    decided = pd.DataFrame(columns=verdict.COLUMNS)
+    if scale == "laptop":
+        studies = {"noise": params.report.noise_study, "clean": params.report.main_study}
+        gate, margin = params.report.memorisation_gate, params.report.noninferiority_margin_pp
+        decided = verdict.laptop_verdict(read_csv(results, "runs"), studies, gate, margin)
+        section = verdict.verdict_markdown(decided, margin)
+    text = claims.claims_markdown(checked, scale, min_seeds, tolerance_pp)
+    if scale == "laptop":  # the verdict first: it is what this scale can say
+        head, rest = text.split("\n", 1)
+        text = "\n".join([head, "", *section, rest])
+    write_text(results / "claims.md", text)
     write_csv(checked, results / "claims.csv")  # the full list, tidy, for notebooks
+    write_csv(decided, results / "verdict.csv")  # the laptop-scale gates and claims (header only elsewhere)
     write_text(tex_dir / "claims.tex", claims.claims_latex(checked))
     write_text(tex_dir / "claims.json", claims.claims_json(checked))
 

@@ -104,8 +104,10 @@ def accuracy_figure(runs: pd.DataFrame, summary: pd.DataFrame) -> Figure:
 
 
 def learning_curves_figure(curves: pd.DataFrame) -> Figure:
-    """Test accuracy vs epoch per optimizer: mean across seeds with a ± 1 std band."""
-    test = curves[(curves["metric"] == "test_acc") & (curves["noise"] == 0)]
+    """Monitored accuracy (test, or the holdout of left-out training images) vs epoch per optimizer: mean across
+    seeds with a ± 1 std band."""
+    monitored = "test_acc" if (curves["metric"] == "test_acc").any() else "holdout_acc"
+    test = curves[(curves["metric"] == monitored) & (curves["noise"] == 0)]
     fig, panels = _panels(_groups(test))
     for (dataset, model), ax in panels:
         rows = test[(test["dataset"] == dataset) & (test["model"] == model)]
@@ -128,7 +130,7 @@ def learning_curves_figure(curves: pd.DataFrame) -> Figure:
                 ax.fill_between(epochs, mean - std, mean + std, color=style.colour(optimizer), alpha=0.15, linewidth=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("test accuracy (%)")
+        ax.set_ylabel(f"{monitored.split('_')[0]} accuracy (%)")
         ax.set_title(style.panel_title(dataset, model))
     _legend_below(fig, [ax for _, ax in panels])
     fig.suptitle("Learning curves: mean across seeds, band ± 1 std", fontsize=9)
