@@ -38,7 +38,9 @@ def plan(params: Params, source: str = "params.yaml") -> list[tuple[str, int, st
             f"epochs: {', '.join(f'{o} {e}' for o, e in epochs.items())}; batch {'/'.join(map(str, batches))}; "
             f"training images: {'/'.join(map(str, sorted(images, key=str)))}"
         )
-        rows += [(f"train_{name}", len(runs), what), (f"evaluate_{name}", len(runs), "clean test set")]
+        scored = "clean test set" + (" + held-out training images" if params.evaluate.train_pool else "")
+        scored += " + CIFAR-C" if study.corruptions else ""
+        rows += [(f"train_{name}", len(runs), what), (f"evaluate_{name}", len(runs), scored)]
     rows += [
         ("toy", 1, f"{len(params.toy.optimizers)} paths × {params.toy.steps} steps"),
         ("report", 4, "aggregate, figures, tables, claims"),
