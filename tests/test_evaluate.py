@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from fixtures.params import write_params
+from fixtures.params import project_params, write_params
 from timm.models import register_model
 from torch import nn
 
@@ -184,17 +184,20 @@ def test_missing_corruption_set_names_the_fix(tmp_path, data_root):
     assert not (run / "eval.json").exists()
 
 
-def test_cli_reads_params_and_skips_corruptions_on_request(tmp_path, data_root, capsys, monkeypatch):
-    run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
+def test_cli_scores_corruptions_when_the_runs_study_says_so(tmp_path, data_root, capsys, monkeypatch):
+    """The study comes from the run directory (results/runs/<study>/...); studies.<study>.corruptions decides."""
+    run = write_run(tmp_path / "runs/main/cifar10/cifar_resnet8/pugd/noise0/seed1", oracle(), ORACLE, False)
     monkeypatch.chdir(data_root.parent)  # the CLI reads data/ in the current directory, as dvc.yaml says
-    params = write_params(
-        tmp_path / "params.yaml",
-        train={"device": "cpu"},
-        evaluate={"batch_size": 6, "ece_bins": 10, "corruptions": True},
-    )
-    assert main([str(run), "--params", str(params), "--no-corruptions"]) == 0
-    saved = json.loads((run / "eval.json").read_text())
-    assert saved["clean"]["acc"] == 1.0 and saved["corruption"] == {} and saved["mca"] is None
+    studies = project_params()["studies"]
+    for corruptions in (False, True):
+        studies["main"]["corruptions"] = corruptions
+        params = write_params(
+            tmp_path / "params.yaml", train={"device": "cpu"}, evaluate={"batch_size": 6}, studies=studies
+        )
+        assert main([str(run), "--params", str(params)]) == 0
+        saved = json.loads((run / "eval.json").read_text())
+        assert saved["clean"]["acc"] == 1.0 and bool(saved["corruption"]) == corruptions
+        assert (saved["mca"] is None) != corruptions
     assert "clean acc 1.0000" in capsys.readouterr().out
     (run / "train" / "model.pt").unlink()
     assert cli_main(["evaluate", str(run), "--params", str(params)]) == 2

@@ -69,7 +69,7 @@ def test_notebook_runs_on_fixture(tmp_path, monkeypatch, this_interpreter_kernel
     outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
     assert not [out for out in outputs if out.output_type == "error"]
     images = [out for out in outputs if "image/png" in out.get("data", {})]
-    assert len(images) == 3  # paired differences, learning curves, corruption x severity (one configuration)
+    assert len(images) == 4  # paired differences, learning curves, memorisation, corruption x severity
     text = [out["data"]["text/plain"] for out in outputs if "text/plain" in out.get("data", {})]
     accuracy = next(t for t in text if "ci95" in t and "epochs" in t)
     assert "59.0" in accuracy and "0.59" not in accuracy  # percent, not fractions

@@ -36,20 +36,16 @@ def _module_file(name: str) -> Path | None:
     return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
 
 
-def _imports(name: str, file: Path) -> set[str]:
-    """The unitgrad modules that `file` (module `name`) imports anywhere in its body, functions included."""
-    package = name if file.name == "__init__.py" else name.rpartition(".")[0]
+def _imports(file: Path) -> set[str]:
+    """The unitgrad modules that `file` imports anywhere in its body, functions included (the package imports
+    absolutely)."""
     found = set()
     for node in ast.walk(ast.parse(file.read_text(), str(file))):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: from the package, one level up per extra dot
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, *([base] if base else [])])
-            found.add(base)
-            found |= {f"{base}.{alias.name}" for alias in node.names}  # `from pkg import module`
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names}  # `from pkg import module`
     return {m for m in found if m.split(".")[0] == "unitgrad" and _module_file(m) is not None}
 
 
@@ -66,8 +62,9 @@ def code_deps(module: str) -> list[str]:
         seen.add(name)
         parts = name.split(".")
         todo += [".".join(parts[:i]) for i in range(1, len(parts))]  # importing a.b.c runs a and a.b first
-        todo += _imports(name, _module_file(name))
-    files = {_module_file(name) for name in seen} - {_module_file("unitgrad")}  # the root package is empty
+        todo += _imports(_module_file(name))
+    # unitgrad/__init__.py holds only the version: a release must not make every result out of date
+    files = {_module_file(name) for name in seen} - {_module_file("unitgrad")}
     return _folded(files)
 
 

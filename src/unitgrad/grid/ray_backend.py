@@ -42,8 +42,11 @@ def connect(address: str | None) -> bool:
 
 
 def configure_ray_env() -> None:
-    """No usage reports home; start-up timeouts long enough for a loaded machine's first (cold) Ray start."""
+    """No usage reports home; start-up timeouts long enough for a loaded machine's first (cold) Ray start; the
+    runs at the priority the grid was started with (Ray's workers default to nice 15, which lets any other work
+    on the machine take their cores)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_worker_niceness", "0")
     os.environ.setdefault("RAY_agent_register_timeout_ms", "120000")
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
 

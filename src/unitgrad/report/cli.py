@@ -214,6 +214,7 @@ def run_claims(results: Path, tex_dir: Path, params: Params) -> None:
     write_text(results / "claims.md", text)
     write_csv(checked, results / "claims.csv")  # the full list, tidy, for notebooks
     write_csv(decided, results / "verdict.csv")  # the laptop-scale gates and claims (header only elsewhere)
+    write_text(tex_dir / "verdict.json", verdict.verdict_json(decided))
     write_text(tex_dir / "claims.tex", claims.claims_latex(checked))
     write_text(tex_dir / "claims.json", claims.claims_json(checked))
 

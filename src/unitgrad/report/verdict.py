@@ -25,6 +25,7 @@ from scipy import stats
 
 from unitgrad import markdown
 from unitgrad.report.stats import CONFIDENCE, paired_difference
+from unitgrad.report.tables import table_json
 
 SUPPORTED, NOT_SUPPORTED, UNINFORMATIVE = "supported", "not supported", "uninformative"
 PASSED, FAILED = "passed", "failed"
@@ -189,6 +190,24 @@ def laptop_verdict(runs: pd.DataFrame, studies: dict[str, str], gate: float, mar
             }
         )  # fmt: skip - one row
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+PAPER_COLUMNS = {
+    "check": "claim or gate",
+    "n": "n",
+    "value": "difference",
+    "ci95": "95 % CI",
+    "p_holm": "Holm p",
+    "verdict": "verdict",
+}  # fmt: skip - column: its header in the paper
+
+
+def verdict_json(verdict: pd.DataFrame) -> str:
+    """The verdict as the JSON table the Typst paper reads (no rows below the laptop scale)."""
+    caption = "Laptop-scale verdict: gates, then PUGD − SAM on paired seeds (one-sided t-tests, Holm-corrected)"
+    frame = verdict[list(PAPER_COLUMNS)].rename(columns=PAPER_COLUMNS)
+    rows = [[str(v) for v in row] for row in frame.to_numpy()]
+    return table_json(caption, list(PAPER_COLUMNS.values()), rows, note="no laptop-scale runs in these results")
 
 
 def verdict_markdown(verdict: pd.DataFrame, margin_pp: float) -> list[str]:
