@@ -306,7 +306,7 @@ def test_paper_figures_stay_in_order_and_are_all_referenced(built, tmp_path):
     assert all(e.get("placement") is None for e in figures_)  # not floats: each stays where the text puts it
     claims_at = next(i for i, e in enumerate(elements) if e.get("label") == "<sec-claims>")
     assert [e["label"] for e in elements[claims_at:] if e["func"] == "figure"] == ["<tab-claims>"]
-    assert [e["kind"] for e in figures_].count("table") == 6 and len(figures_) == 10
+    assert [e["kind"] for e in figures_].count("table") == 7 and len(figures_) == 11
     references = {e["target"] for e in json.loads(typst.query(str(source), "ref", root=str(tmp_path)))}
     assert {e["label"] for e in figures_} <= references
 

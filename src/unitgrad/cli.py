@@ -20,7 +20,7 @@ COMMANDS = {
     "evaluate": ("unitgrad.evaluate:main", "clean and corruption metrics of one trained run"),
     "clean": ("unitgrad.report.selection:main", "remove run directories that no study selects"),
     "report": ("unitgrad.report.cli:main", "aggregate runs into CSVs, figures, tables, claims"),
-    "snapshot": ("unitgrad.report.snapshot:main", "copy a finished scale's small results where git keeps them"),
+    "snapshot": ("unitgrad.snapshot:main", "copy a finished scale's small results where git keeps them"),
     "paper": ("unitgrad.paper:main", "build paper/main.pdf with Typst (no TeX needed)"),
     "toy": ("unitgrad.toy:main", "optimizer paths on a 2-D loss surface"),
     "stages": ("unitgrad.pipeline:main", "write dvc.yaml's train/evaluate stages from params.yaml's studies"),
