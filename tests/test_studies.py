@@ -19,6 +19,7 @@ NOISE = {
     "noise": [40, 80],
     "noise_kind": "symmetric",
     "seeds": [0, 1],
+    "corruptions": False,
     "set": {"train.epochs": 2, "optim.sam.rho": 0.1},
     "when": [{"noise": 80, "set": {"optim.sam.rho": 0.05}}, {"optimizer": "sam", "set": {"optim.sam.m": 32}}],
 }
