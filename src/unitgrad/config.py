@@ -21,6 +21,10 @@ from unitgrad.errors import UnitgradError
 from unitgrad.schema import METHODS, Optim, Params, method_of
 
 DATA_ROOT = Path("data")  # prepared caches: data/<dataset>/, data/<dataset>-c/ (dvc.yaml's outputs)
+# Written by dvc.yaml's `check` stage (`unitgrad params check --stamp`) when params are valid; every other stage
+# depends on it, so DVC stops at a bad params file before it removes any stage's outputs. Its text never
+# changes: a valid edit makes out of date only the stages that read the edited keys.
+PARAMS_STAMP = Path("results/params.ok")
 
 
 class _Loader(yaml.SafeLoader):
