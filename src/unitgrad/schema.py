@@ -71,6 +71,11 @@ class Loader(Section):
     cutout: int = _field("side of the cutout square in pixels; 0 = off", ge=0)
 
 
+class SplitSizes(Section):
+    train: int = _field("training images of each class", ge=1)
+    test: int = _field("test images of each class", ge=1)
+
+
 class Data(Section):
     datasets: Datasets = _field(
         "datasets prepared and corrupted (dvc.yaml's prepare and corrupt stages); every study's are among them"
@@ -78,6 +83,10 @@ class Data(Section):
     sources: dict[Dataset, Source] = _field(
         "per dataset: official, a path to the official tarball, an image-folder archive or directory, "
         "or a list of such candidates tried in order"
+    )
+    images_per_class: SplitSizes | None = _field(
+        "images of each class a prepared dataset must hold; null = the published counts (CIFAR-10 5 000 train / "
+        "1 000 test, CIFAR-100 500 / 100); a smaller image folder states its own"
     )
     corruptions: Corruptions
     loader: Loader
