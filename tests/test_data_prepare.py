@@ -5,11 +5,13 @@ runs without the internet.
 """
 
 import functools
+import gzip
 import hashlib
 import http.server
 import io
 import json
 import pickle
+import shutil
 import socket
 import tarfile
 import threading
@@ -22,10 +24,12 @@ import pytest
 from fixtures.params import write_params
 from PIL import Image
 
+from unitgrad import cli as unitgrad_cli
 from unitgrad.data import (
     CIFAR10_CLASSES,
     CIFAR100_CLASSES,
     CORRUPTIONS,
+    cifar,
     cli,
     load_cifar,
     load_corruptions,
@@ -38,6 +42,13 @@ from unitgrad.data.sources import Archive
 from unitgrad.errors import UnitgradError
 
 SHARED_ARCHIVE = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.fixture(autouse=True)
+def few_images(monkeypatch):
+    """These tests prepare a few images per class: `prepare` checks their shapes and labels but not the published
+    counts, unless a test passes counts itself (data.images_per_class), as the integrity tests below do."""
+    monkeypatch.setattr(cifar, "IMAGES_PER_CLASS", {"cifar10": None, "cifar100": None})
 
 
 def _add(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
@@ -477,3 +488,131 @@ def test_cli_reads_sources_and_corruption_settings_from_params(tmp_path, monkeyp
         cli.prepare_main(["cifar10", "--params", str(params)])
     with pytest.raises(SystemExit):
         cli.prepare_main(["mnist", "--params", str(params)])
+
+
+# ---------------------------------------------------------------- integrity: nothing short, nothing lost
+
+
+def _prepare_cli(tmp_path, source, capsys) -> tuple[int, str]:
+    """`unitgrad prepare cifar10` from `source` in tmp_path, its params stating 4 train / 2 test images per class."""
+    params = write_params(
+        tmp_path / "params.yaml",
+        data={"sources": {"cifar10": str(source)}, "images_per_class": {"train": 4, "test": 2}},
+    )
+    capsys.readouterr()
+    code = unitgrad_cli.main(["prepare", "cifar10", "--params", str(params)])
+    return code, capsys.readouterr().err
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def prepared(tmp_path, monkeypatch, capsys):
+    """tmp_path/data/cifar10 prepared through the CLI from an image-folder tar of 4 + 2 images per class; the tar."""
+    monkeypatch.chdir(tmp_path)
+    _image_tree(tmp_path / "tree", per_class=(4, 2))
+    good = tmp_path / "good.tar"
+    with tarfile.open(good, "w", format=tarfile.GNU_FORMAT) as tar:  # as GNU tar writes them
+        tar.add(tmp_path / "tree", arcname="tree")
+    assert _prepare_cli(tmp_path, good, capsys) == (0, "")
+    return _snapshot(tmp_path / "data" / "cifar10"), good.read_bytes()
+
+
+def _header(raw: bytes, at: float) -> int:
+    """The offset of the header of the member at fraction `at` of the archive `raw`'s members."""
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        members = tar.getmembers()
+    return members[int(len(members) * at)].offset
+
+
+def _garbled(raw: bytes, at: float) -> bytes:
+    """`raw` with 2 000 random bytes written over the header (and more) of the member at fraction `at`."""
+    start = _header(raw, at)
+    return raw[:start] + np.random.default_rng(0).bytes(2000) + raw[start + 2000 :]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda raw: _garbled(raw, 0.5), "ends early: its tar stream breaks off at byte"),
+        (lambda raw: _garbled(raw, 0.02), "ends early: its tar stream breaks off at byte"),
+        (lambda raw: raw[: _header(raw, 0.5)], "ends early: it is truncated after byte"),
+    ],
+    ids=["middle", "start", "cut"],
+)
+@pytest.mark.parametrize("compressed", [False, True], ids=["tar", "tar.gz"])
+def test_a_damaged_archive_is_named_and_the_prepared_data_kept(tmp_path, prepared, capsys, damage, message, compressed):
+    """Damage that tarfile reads as an early end of the archive (it stops quietly at a header it cannot read) is
+    an error naming the archive, not a dataset short of images; the earlier prepared data stay byte-identical."""
+    before, raw = prepared
+    bad = tmp_path / ("bad.tar.gz" if compressed else "bad.tar")
+    damaged = damage(raw)
+    bad.write_bytes(gzip.compress(damaged, mtime=0) if compressed else damaged)
+    code, err = _prepare_cli(tmp_path, bad, capsys)
+    assert code == 2 and err.count("\n") == 1 and f"{bad} ends early" in err and message in err, err
+    assert _snapshot(tmp_path / "data" / "cifar10") == before
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["cifar10"]  # no temporary left
+
+
+def test_a_gzip_archive_with_a_bad_checksum_is_refused(tmp_path, prepared, capsys):
+    before, raw = prepared
+    packed = bytearray(gzip.compress(raw, mtime=0))
+    packed[-8] ^= 0xFF  # the CRC-32 of the gzip trailer: tarfile's own reader never checks it
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(bytes(packed))
+    code, err = _prepare_cli(tmp_path, bad, capsys)
+    assert code == 2 and err.count("\n") == 1 and f"{bad} is not a readable tar archive (CRC check failed" in err, err
+    assert _snapshot(tmp_path / "data" / "cifar10") == before
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda tree: (tree / "train" / "cat" / "0003.png").unlink(),
+            "its train split has 39 images and 3 of class 'cat', not 4",
+        ),
+        (lambda tree: shutil.rmtree(tree / "test"), "test/ class folders do not match"),
+        (
+            lambda tree: Image.new("L", (32, 32)).save(tree / "test" / "dog" / "0002.png"),
+            "its test split has 21 images and 3 of class 'dog', not 2",
+        ),
+    ],
+    ids=["one-image-short", "no-test-split", "one-image-more"],
+)  # fmt: skip - one edit and its message per line
+def test_an_image_folder_that_is_not_the_stated_size_is_refused(tmp_path, prepared, capsys, edit, message):
+    before, _ = prepared
+    edit(tmp_path / "tree")
+    code, err = _prepare_cli(tmp_path, tmp_path / "tree", capsys)
+    assert code == 2 and err.count("\n") == 1 and f"(1) {tmp_path / 'tree'}: " in err and message in err, err
+    assert _snapshot(tmp_path / "data" / "cifar10") == before
+
+
+def test_the_published_counts_are_the_default(tmp_path, monkeypatch):
+    monkeypatch.undo()  # without the few_images fixture: 2 + 1 images per class are not CIFAR-10
+    _image_tree(tmp_path / "tree")
+    with pytest.raises(UnitgradError, match=r"its train split has 20 images and 2 of class 'airplane', not 5000"):
+        prepare("cifar10", tmp_path / "tree", tmp_path / "data")
+    assert not (tmp_path / "data").exists() or not any((tmp_path / "data").iterdir())
+
+
+def test_a_killed_prepare_leaves_a_temporary_that_the_next_one_removes(tmp_path, prepared, capsys):
+    """SIGKILL skips every cleanup; the next write of the same target removes what the killed one left."""
+    data = tmp_path / "data"
+    (data / ".cifar10.k1ll3d00.tmp").mkdir()
+    (data / ".cifar10.k1ll3d00.tmp" / "train_x.npy").write_bytes(b"0" * 1000)
+    (data / "cifar10" / ".source.json.abcdefgh.tmp").write_bytes(b"half")
+    assert _prepare_cli(tmp_path, tmp_path / "good.tar", capsys) == (0, "")
+    assert sorted(p.name for p in data.iterdir()) == ["cifar10"]
+    assert not any(p.name.startswith(".") for p in (data / "cifar10").iterdir())
+
+
+def test_a_truncated_prepared_array_is_one_line_naming_it(tmp_path, prepared):
+    path = tmp_path / "data" / "cifar10" / "train_x.npy"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(
+        UnitgradError, match=rf"{path} is truncated or not a \.npy file \(ValueError\): run `unitgrad prepare"
+    ):
+        load_cifar("cifar10", tmp_path / "data")

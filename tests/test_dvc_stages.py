@@ -14,7 +14,7 @@ import yaml
 from dvc.repo import Repo
 from pydantic import BaseModel
 
-from unitgrad import evaluate, pipeline, toy, train
+from unitgrad import evaluate, params_check, pipeline, toy, train
 from unitgrad.cli import COMMANDS
 from unitgrad.config import load_params
 from unitgrad.data import cli as data_cli
@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]  # merge keys resolved, as DVC reads them
 STUDIES = load_params(ROOT / "params.yaml").studies
 READS = {
+    "check": params_check.READS,
     "prepare": data_cli.prepare_reads("${item.dataset}"),
     "corrupt": data_cli.CORRUPT_READS,
     **{f"train_{study}": train.reads("${item.study}", "${item.optimizer}") for study in STUDIES},

@@ -166,7 +166,7 @@ def test_missing_model_names_the_fix_and_writes_nothing(tmp_path, data_root):
 def test_unreadable_model_file_is_a_clear_error(tmp_path, data_root):
     run = write_run(tmp_path / "run", oracle(), "unitgrad_test_pixel_oracle", cifar_stem=False)
     (run / "train" / "model.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(UnitgradError, match="is not a unitgrad model file"):
+    with pytest.raises(UnitgradError, match="is damaged or not a torch file"):
         evaluate_run(run, data_root, batch_size=8, ece_bins=15, corruptions=False)
 
 

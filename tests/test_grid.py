@@ -119,7 +119,7 @@ def test_plan_of_the_real_dvc_yaml(tmp_path):
     trains = [TRAIN.format("sgd"), TRAIN.format("pugd"), NOISY_TRAIN]
     evals = [EVAL.format("sgd"), EVAL.format("pugd"), NOISY_EVAL]
     assert names == trains + evals
-    assert plan.upstream == ("prepare@cifar10", "corrupt@cifar10")
+    assert plan.upstream == ("check", "prepare@cifar10", "corrupt@cifar10")
     runs = {r.stage: r for r in plan.runs}
     assert runs[TRAIN.format("pugd")].cmd == (
         "unitgrad train --study main --dataset cifar10 --model cifar_resnet8 --optimizer pugd --noise 0 --seed 0",

@@ -42,6 +42,25 @@ BAD = [  # (edit of the YAML text's last match: train comes last, the error afte
     (("epochs: 1", "epochs: 1\n  epoch: 1"), "train.epoch: unknown key: did you mean train.epochs?"),
     (("bn_update: first_pass", "bn_update: second"), "train.bn_update: input should be 'first_pass' or 'both_passes'"),
     (("  sam:\n", "  sma:\n"), "optim.sma: unknown method 'sma': did you mean 'sam'?"),
+    # Values no check stopped before: infinities and NaN, a seed twice or beyond numpy's, a rule matching no run.
+    (("lr: 0.1", "lr: .inf"), "train.lr: input should be a finite number, got inf"),
+    (("weight_decay: 0.0005", "weight_decay: .inf"), "train.weight_decay: input should be a finite number, got inf"),
+    (("    rho: 1.0", "    rho: .inf"), "optim.pugd.rho: input should be a finite number, got inf"),
+    (("  - -1.5\n", "  - .nan\n"), "toy.start.0: input should be a finite number, got nan"),
+    (("seeds:\n    - 0\n", "seeds:\n    - 0\n    - 0\n"), "studies.sam_table4.seeds: lists 0 twice: keep one"),
+    (
+        ("seeds:\n    - 0\n", "seeds:\n    - 4294967296\n"),
+        "studies.sam_table4.seeds.0: input should be less than 4294967296, got 4294967296",
+    ),
+    (
+        ("    when: []", "    when:\n    - {optimizer: pgud, set: {}}"),
+        "studies.sam_table4.when.0.optimizer: 'pgud' is not in this study's optimizers ['sgd', 'sam', 'asam', "
+        "'pugd'], so the rule matches no run: fix it or remove the rule",
+    ),
+    (
+        ("    when: []", "    when: []\n    bogus: 1"),
+        "studies.sam_table4.bogus: unknown key: allowed: source, datasets,",
+    ),
 ]
 
 
@@ -160,6 +179,34 @@ def test_bad_params_are_one_line_naming_file_and_key_and_touch_no_output(tiny, c
         err = capsys.readouterr().err
         assert err.startswith(f"error: {path}: {message}") and err.count("\n") == 1, err
     assert {name: (out / name).read_bytes() for name in OUTPUTS} == before
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("epochs: 1", "epochs: 1\n  epochs: 2"),
+            "is not valid YAML (key 'epochs' appears twice in one mapping: keep one",
+        ),
+        (
+            ("- cifar_resnet8\n", "- cifar_resnet9\n"),
+            ": studies.sam_table4.models: 'cifar_resnet9' is not a timm model",
+        ),
+    ],
+)  # fmt: skip - one edit and its message per line
+def test_params_check_stops_a_repeated_key_and_an_unknown_model_and_keeps_its_stamp(tiny, capsys, edit, message):
+    """dvc.yaml's check stage: a key written twice (YAML keeps the last) or a study model timm does not know (it
+    would fail hours later in `train`) is one line, exit 2, and the stamp of the last valid check stays as it was."""
+    path, text, _, _ = tiny
+    stamp = path.parent / "params.ok"
+    assert cli.main(["params", "check", str(path), "--stamp", str(stamp)]) == 0
+    before = stamp.read_bytes()
+    path.write_text(_edit_last(text, *edit))
+    capsys.readouterr()
+    assert cli.main(["params", "check", str(path), "--stamp", str(stamp)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}") and message in err and err.count("\n") == 1, err
+    assert stamp.read_bytes() == before and [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
 
 
 def test_a_learning_rate_written_1e_3_trains(tiny, capsys):

@@ -45,6 +45,7 @@ def _tiny_params(source: Path, studies: dict[str, list[str]] = TINY_STUDIES) -> 
     """params.yaml at a tiny size, with only `studies` (study -> optimizers), one seed each."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["data"]["sources"]["cifar10"] = [str(source.parent / "absent.tar.gz"), str(source)]  # falls through
+    params["data"]["images_per_class"] = {"train": 6, "test": 3}  # what _image_folder writes
     params["data"]["corruptions"]["n_images"] = 10
     params["data"]["loader"]["train_per_class"] = 4
     params["studies"] = {name: params["studies"][name] for name in studies}
@@ -97,3 +98,34 @@ def test_dvc_repro_runs_every_stage_then_is_up_to_date(tmp_path):
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout) == {}
     assert _run([BIN / "dvc", "metrics", "show"], repo).returncode == 0
+
+
+@pytest.mark.slow
+def test_dvc_repro_with_bad_params_stops_before_removing_any_output(tmp_path):
+    """DVC removes a stage's outputs before its command runs, so a command cannot protect them: the `check` stage,
+    upstream of every stage, stops `dvc repro` at a bad value first. run.json and dvclive/ (cache: false) would
+    otherwise be gone for good."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for path in ("dvc.yaml", "src", "paper"):
+        copy = shutil.copytree if (ROOT / path).is_dir() else shutil.copy
+        copy(ROOT / path, repo / path)
+    params = _tiny_params(_image_folder(tmp_path), {"main": ["sgd"]})
+    params["report"]["noise_study"] = "main"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    assert _run(["git", "init", "-q"], repo).returncode == 0
+    assert _run([BIN / "dvc", "init", "-q"], repo).returncode == 0
+    assert _run([BIN / "unitgrad", "stages"], repo).returncode == 0
+    repro = _run([BIN / "dvc", "repro", "train_main"], repo)
+    assert repro.returncode == 0, (repro.stdout + repro.stderr)[-3000:]
+    results = repo / "results"
+    before = {p: p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
+    assert any(p.name == "run.json" for p in before) and any(p.parent.name == "dvclive" for p in before)
+
+    text = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(text.replace("  lr: 0.1\n", "  lr: fast\n"))
+    bad = _run([BIN / "dvc", "repro", "train_main"], repo)
+    assert bad.returncode != 0
+    assert "error: params.yaml: train.lr: input should be a valid number, got 'fast'\n" in bad.stderr + bad.stdout
+    before.pop(results / "params.ok")  # the check stage's own output, which DVC removes before checking
+    assert {p: p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()} == before

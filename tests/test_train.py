@@ -282,7 +282,7 @@ def test_git_state_reports_commit_and_dirty_tracked_files(tmp_path):
         (lambda p: p["train"].update(epochs=0), "sgd", r"train.epochs: input should be greater than or equal to 1"),
         (lambda p: p["data"]["loader"].update(subset_seed=-1), "sgd", r"data.loader.subset_seed: input should be "),
         (lambda p: p["optim"]["sgd"].update(rho=0.1), "sgd", r"optim.sgd.rho: unknown key: allowed: epochs_factor"),
-        (lambda p: None, "sgd --noise 120", r"label-noise rate 1.2 must lie in \[0, 1\]: fix --noise \(percent\)"),
+        (lambda p: None, "sgd --noise 120", r"--noise 120: a percent of flipped labels must lie in 0\.\.100"),
     ],
 )
 def test_bad_params_fail_with_one_line_and_exit_2(params, tmp_path, capsys, edit, optimizer, message):

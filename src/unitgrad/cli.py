@@ -1,11 +1,13 @@
 """`unitgrad <command> …`: thin dispatch into the package; every DVC stage is one such call.
 
 Each command module exposes `main(argv: list[str]) -> int` and parses its own arguments.
-A `UnitgradError` becomes one line on stderr and exit status 2.
+A `UnitgradError`, or an OSError on a path the command reads or writes, becomes one line on stderr and exit
+status 2.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.metadata
 import sys
@@ -26,6 +28,26 @@ COMMANDS = {
     "stages": ("unitgrad.pipeline:main", "write dvc.yaml's train/evaluate stages from params.yaml's studies"),
     "grid": ("unitgrad.grid.cli:main", "run the training/evaluation stages in parallel (Ray, SLURM), commit to DVC"),
 }
+
+
+# What to do about the OSErrors a path can raise; any other says to check the path.
+_OS_FIXES = {
+    errno.EACCES: "fix its permissions",
+    errno.EPERM: "fix its permissions or attributes (chattr -i)",
+    errno.EROFS: "the file system is read-only: write elsewhere",
+    errno.ENOSPC: "free disk space",
+    errno.EDQUOT: "free disk space (quota exceeded)",
+    errno.ENOTDIR: "a parent of it is a file: remove or rename that file",
+    errno.EISDIR: "it is a directory where a file must go: remove it",
+    errno.ENOENT: "it does not exist: check the path",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line naming the path an OSError is about (both, for a rename), what failed and the fix."""
+    paths = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None) or "a file"
+    fix = _OS_FIXES.get(exc.errno, "check the path, its permissions and the free disk space")
+    return f"{paths}: {exc.strerror or exc}: {fix}, then rerun"
 
 
 def version() -> str:
@@ -59,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(importlib.import_module(module_name), func_name)(rest) or 0)
     except UnitgradError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # any path read or written: every write is atomic, so earlier outputs are intact
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,26 @@ from unitgrad.errors import UnitgradError
 from unitgrad.schema import METHODS, Optim, Params, method_of
 
 DATA_ROOT = Path("data")  # prepared caches: data/<dataset>/, data/<dataset>-c/ (dvc.yaml's outputs)
+# Written by dvc.yaml's `check` stage (`unitgrad params check --stamp`) when params are valid; every other stage
+# depends on it, so DVC stops at a bad params file before it removes any stage's outputs. Its text never
+# changes: a valid edit makes out of date only the stages that read the edited keys.
+PARAMS_STAMP = Path("results/params.ok")
 
 
 class _Loader(yaml.SafeLoader):
-    """YAML 1.2 floats: PyYAML's 1.1 resolver reads 1e-3 and 5e4 (no dot, unsigned exponent) as strings."""
+    """YAML 1.2 floats: PyYAML's 1.1 resolver reads 1e-3 and 5e4 (no dot, unsigned exponent) as strings.
+    A key written twice in one mapping is an error: PyYAML would keep the last one without a word."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping: keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _Loader.add_implicit_resolver(
@@ -146,14 +163,20 @@ def _describe(loc: tuple[str | int, ...], error: dict[str, Any]) -> str:
 
 
 def allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
-    """The keys the schema allows in the mapping at `loc` (e.g. ("train",) -> epochs, batch_size, ...)."""
+    """The keys the schema allows in the mapping at `loc` (e.g. ("train",) -> epochs, batch_size, ...;
+    ("studies", "main") and ("studies", "main", "when", 0) through the dict and the list to their sections)."""
     model: Any = Params
     for part in loc:
         if model is Optim and part != "base":
             model = METHODS.get(method_of(str(part)))
-        else:
-            field = getattr(model, "model_fields", {}).get(part)
-            model = field.annotation if field is not None else None
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return []
-    return list(model.model_fields)
+        elif isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(part)
+            model = _section(field.annotation) if field is not None else None
+        else:  # a name under a dict of sections, or an index into a list of them
+            model = _section(typing.get_args(model)[-1]) if typing.get_origin(model) in (dict, list) else None
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _section(annotation: Any) -> Any:
+    """`annotation` without Annotated's metadata (dict[str, Study] stays a dict, Study a section)."""
+    return typing.get_args(annotation)[0] if typing.get_origin(annotation) is typing.Annotated else annotation

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,10 @@ from unitgrad.data import CIFAR_MEAN, CIFAR_STD, CORRUPTIONS, DeviceLoader, load
 from unitgrad.data.corruptions import SEVERITIES, STANDARD
 from unitgrad.device import autocast, resolve_device
 from unitgrad.errors import UnitgradError
-from unitgrad.io import write_json
+from unitgrad.io import load_torch, write_json
 from unitgrad.models import create_model
 from unitgrad.runs import RunId
+from unitgrad.schema import Params
 
 _RUN_KEYS = ("dataset", "model", "optimizer", "noise", "seed")
 
@@ -156,13 +156,11 @@ def _labels(path: Path) -> dict[str, np.ndarray]:
 
 def _load_model(model_pt: Path, device: torch.device, channels_last: bool) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The model saved in `model_pt`, in eval mode on `device`, and the whole saved record."""
-    if not model_pt.is_file():
-        raise UnitgradError(f"{model_pt} not found: train the run first (`unitgrad train` or `dvc repro`)")
+    saved = load_torch(model_pt, "train the run (again): `unitgrad train` or `dvc repro`")
     try:
-        saved = torch.load(model_pt, map_location="cpu", weights_only=True)
         model = create_model(saved["model_name"], saved["num_classes"], cifar_stem=saved["cifar_stem"])
         model.load_state_dict(saved["model"])
-    except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+    except (RuntimeError, KeyError, TypeError) as exc:
         raise UnitgradError(
             f"{model_pt} is not a unitgrad model file ({exc.__class__.__name__}): rerun `unitgrad train`"
         ) from exc
@@ -203,6 +201,19 @@ def reads(study: str) -> tuple[str, ...]:
     return ("evaluate", "train.device", "train.amp", "train.channels_last", f"studies.{study}.corruptions")
 
 
+def _settings(params: Params, study: str) -> dict[str, Any]:
+    """The settings `evaluate_run` takes from params for a run of `study`."""
+    return {
+        "batch_size": params.evaluate.batch_size,
+        "ece_bins": params.evaluate.ece_bins,
+        "corruptions": params.studies[study].corruptions,
+        "train_pool": params.evaluate.train_pool,
+        "device": params.train.device,
+        "amp": params.train.amp,
+        "channels_last": params.train.channels_last,
+    }
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="unitgrad evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help=f"the run directory, results/runs/{RunId.LAYOUT}")
@@ -212,17 +223,12 @@ def main(argv: list[str]) -> int:
     params = load_params(args.params, reads(study))
     if study not in params.studies:
         raise UnitgradError(f"{args.params}: studies.{study}: no such study for {args.run_dir}: add it or fix the path")
-    result = evaluate_run(
-        args.run_dir,
-        data_root=DATA_ROOT,
-        batch_size=params.evaluate.batch_size,
-        ece_bins=params.evaluate.ece_bins,
-        corruptions=params.studies[study].corruptions,
-        train_pool=params.evaluate.train_pool,
-        device=params.train.device,
-        amp=params.train.amp,
-        channels_last=params.train.channels_last,
-    )
+    result = evaluate_run(args.run_dir, data_root=DATA_ROOT, **_settings(params, study))
+    if _settings(load_params(args.params, reads(study)), study) != _settings(params, study):
+        raise UnitgradError(
+            f"{args.params} changed while {args.run_dir} was evaluated: its eval.json holds the old settings, so the "
+            "command fails and DVC does not record it; rerun it"
+        )
     mca = "" if result["mca"] is None else f", mCA {result['mca']:.4f}"
     print(f"{args.run_dir}: clean acc {result['clean']['acc']:.4f}, ECE {result['clean']['ece']:.4f}{mca}")
     return 0

@@ -3,22 +3,45 @@
 
 Exit 0 when valid; 2 with the one-line error naming the file and the key otherwise. Run it before
 launching hundreds of GPU-hours: it shows the runs per stage, their epochs and the device they get.
+dvc.yaml's `check` stage runs it with `--stamp` upstream of every other stage: DVC removes a stage's outputs
+before running its command, so params are validated there, once, before any stage can lose its outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+from pathlib import Path
 
 from unitgrad import params_docs
-from unitgrad.config import load_params
+from unitgrad.config import PARAMS_STAMP, load_params
 from unitgrad.device import resolve_amp, resolve_device
 from unitgrad.errors import UnitgradError
+from unitgrad.io import write_text
 from unitgrad.provenance import device_name
 from unitgrad.schema import Params
 from unitgrad.studies import selected_runs
 from unitgrad.train.config import RunConfig
 
 CLASSES = {"cifar10": 10, "cifar100": 100}
+READS = tuple(Params.model_fields)  # the whole file
+STAMP_TEXT = "params passed `unitgrad params check`\n"
+
+
+def check_models(params: Params, source: str) -> None:
+    """UnitgradError naming the key unless every study's models are timm models (here, not hours into `train`)."""
+    import timm  # imported here: torch and timm take seconds, and only this check needs them
+
+    import unitgrad.models  # noqa: F401 - registers the cifar_* architectures in timm
+
+    for name, study in params.studies.items():
+        for model in study.models:
+            if not timm.is_model(model):
+                close = difflib.get_close_matches(model, timm.list_models(), n=1, cutoff=0.8)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise UnitgradError(
+                    f"{source}: studies.{name}.models: '{model}' is not a timm model{hint}: fix the name"
+                )
 
 
 def plan(params: Params, source: str = "params.yaml") -> list[tuple[str, int, str]]:
@@ -68,7 +91,18 @@ def main(argv: list[str]) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser("check", help="validate FILE and print the runs it selects")
     check.add_argument("file", nargs="?", default="params.yaml", help="the params file (default: %(default)s)")
+    check.add_argument(
+        "--stamp", type=Path, help=f"when valid, write this file (dvc.yaml's check stage: {PARAMS_STAMP})"
+    )
     commands.add_parser("docs", help="print README's Configuration reference (every key, from the schema)")
     args = parser.parse_args(argv)
-    print(describe(load_params(args.file), args.file) if args.command == "check" else params_docs.reference())
+    if args.command == "docs":
+        print(params_docs.reference())
+        return 0
+    params = load_params(args.file)
+    report = describe(params, args.file)
+    check_models(params, args.file)
+    print(report)
+    if args.stamp is not None:
+        write_text(args.stamp, STAMP_TEXT)
     return 0

@@ -47,6 +47,9 @@ def describe_type(annotation: Any, metadata: list[Any] = ()) -> str:
     elif origin is dict:
         per = "per dataset" if typing.get_origin(args[0]) is Literal else "mapping of dotted key to"
         words = f"{per}: {describe_type(args[1])}" if args[1] is not Any else f"{per} any value"
+    elif _is_model(annotation):  # a small section inside a value, e.g. {train: ..., test: ...}
+        fields = annotation.model_fields.items()
+        words = "{" + ", ".join(f"{name}: {describe_type(f.annotation, f.metadata)}" for name, f in fields) + "}"
     else:
         words = _NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
     return " ".join([words, *bounds])

@@ -5,7 +5,8 @@ Every study has one `train_<study>` and one `evaluate_<study>` stage; both are m
 definition: the first study's stages carry it (YAML anchors) and the others merge it with their own matrix.
 So adding a study is a params edit followed by `unitgrad stages`; `unitgrad grid run` writes them itself.
 Each stage's code dependencies are the unitgrad modules its command imports (`code_deps`), so a change to
-any of them makes the stage out of date.
+any of them makes the stage out of date; each depends on the `check` stage's stamp, so DVC validates params
+before it removes a stage's outputs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import ast
 import sys
 from pathlib import Path
 
-from unitgrad.config import load_params
+from unitgrad.config import PARAMS_STAMP, load_params
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_text
 from unitgrad.runs import RUNS_ROOT, RunId
@@ -102,7 +103,7 @@ def _definitions() -> dict[str, list[str]]:
     args = " ".join(f"--{d} ${{item.{d}}}" for d in DIMENSIONS)
     train = [
         "    cmd: unitgrad train --study ${item.study} " + args,
-        *_flow("deps", ["data/${item.dataset}", *code_deps(STUDY_READS["train"])]),
+        *_flow("deps", [PARAMS_STAMP.as_posix(), "data/${item.dataset}", *code_deps(STUDY_READS["train"])]),
         *_flow(
             "params",
             ["train", "model", "data.loader", "optim.base", "optim.${item.optimizer}", "studies.${item.study}"],
@@ -118,6 +119,7 @@ def _definitions() -> dict[str, list[str]]:
         *_flow(
             "deps",
             [
+                PARAMS_STAMP.as_posix(),
                 *[f"{run}/train/{name}" for name in ("model.pt", "model_best.pt", "labels.npz")],
                 "data/${item.dataset}",
                 "data/${item.dataset}-c",

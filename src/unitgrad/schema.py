@@ -15,15 +15,28 @@ import re
 from collections.abc import Iterable
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
+
+SEED_LIMIT = 2**32  # numpy's seeds are below it; a larger seed would pass here and fail in training
+
+
+def _distinct(values: list) -> list:
+    """A list whose entries select runs or stages: a repeat would count one run twice."""
+    repeated = next((value for i, value in enumerate(values) if value in values[:i]), None)
+    if repeated is not None:
+        raise PydanticCustomError("params", f"lists {repeated!r} twice: keep one".replace("{", "{{").replace("}", "}}"))
+    return values
+
 
 Dataset = Literal["cifar10", "cifar100"]
 PositiveFloat = Annotated[float, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 NonEmptyStr = Annotated[str, Field(min_length=1)]
-Seeds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
-Names = Annotated[list[NonEmptyStr], Field(min_length=1)]
+Seed = Annotated[int, Field(ge=0, lt=SEED_LIMIT)]
+Seeds = Annotated[list[Seed], Field(min_length=1), AfterValidator(_distinct)]
+Names = Annotated[list[NonEmptyStr], Field(min_length=1), AfterValidator(_distinct)]
+Datasets = Annotated[list[Dataset], Field(min_length=1), AfterValidator(_distinct)]
 # A source, or candidate sources tried in order.
 Source = NonEmptyStr | Annotated[list[NonEmptyStr], Field(min_length=1)]
 PerDataset = PositiveFloat | dict[Dataset, PositiveFloat]
@@ -34,7 +47,8 @@ REPEAT = re.compile(r"^(?P<method>[a-z]+)_(?P<k>\d+)x$")  # sgd_2x -> sgd
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # No inf or nan anywhere: `.inf` would pass every "> 0" check and train or draw nothing but NaN.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 def _field(description: str, **constraints: Any) -> Any:
@@ -46,24 +60,33 @@ class Corruptions(Section):
         "generate (CIFAR-C constants, from the prepared test set) or official (Zenodo files)"
     )
     n_images: int = _field("test images corrupted when generating (class-balanced); official uses all", ge=1)
-    seed: int = _field("seed of the generated corruptions", ge=0)
+    seed: Seed = _field("seed of the generated corruptions")
 
 
 class Loader(Section):
     train_per_class: int | None = _field("class-balanced training subset per class; null = the full set", ge=1)
-    subset_seed: int = _field("which balanced subset: the same for every run, so seeds pair up", ge=0)
+    subset_seed: Seed = _field("which balanced subset: the same for every run, so seeds pair up")
     crop_padding: int = _field("random-crop padding in pixels", ge=0)
     flip: bool = _field("random horizontal flips")
     cutout: int = _field("side of the cutout square in pixels; 0 = off", ge=0)
 
 
+class SplitSizes(Section):
+    train: int = _field("training images of each class", ge=1)
+    test: int = _field("test images of each class", ge=1)
+
+
 class Data(Section):
-    datasets: Annotated[list[Dataset], Field(min_length=1)] = _field(
+    datasets: Datasets = _field(
         "datasets prepared and corrupted (dvc.yaml's prepare and corrupt stages); every study's are among them"
     )
     sources: dict[Dataset, Source] = _field(
         "per dataset: official, a path to the official tarball, an image-folder archive or directory, "
         "or a list of such candidates tried in order"
+    )
+    images_per_class: SplitSizes | None = _field(
+        "images of each class a prepared dataset must hold; null = the published counts (CIFAR-10 5 000 train / "
+        "1 000 test, CIFAR-100 500 / 100); a smaller image folder states its own"
     )
     corruptions: Corruptions
     loader: Loader
@@ -87,15 +110,36 @@ class Study(Section):
     """One source's protocol: the runs datasets × models × optimizers × noise × seeds, with its overrides."""
 
     source: NonEmptyStr = _field("whose protocol the study follows")
-    datasets: Annotated[list[Dataset], Field(min_length=1)] = _field("datasets trained and evaluated")
+    datasets: Datasets = _field("datasets trained and evaluated")
     models: Names = _field("timm model names")
     optimizers: Names = _field("names under optim")
-    noise: Annotated[list[Percent], Field(min_length=1)] = _field("percent of training labels flipped; 0 = clean")
+    noise: Annotated[list[Percent], Field(min_length=1), AfterValidator(_distinct)] = _field(
+        "percent of training labels flipped; 0 = clean"
+    )
     noise_kind: Literal["symmetric", "asymmetric"] = _field("how training labels flip (test labels never change)")
     seeds: Seeds = _field("run seeds (initialisation, data order, which labels flip)")
     corruptions: bool = _field("evaluate the runs on data/<dataset>-c as well (mCA)")
     set: dict[str, Any] = _field("dotted keys (train.*, model.*, data.loader.*, optim.*) set for every run")
     when: list[Rule] = _field("further overrides for the matching runs, applied in order after `set`")
+
+    @model_validator(mode="after")
+    def _rules_match_runs(self) -> Study:
+        # A rule whose value none of the study's runs has would drop its override without a word.
+        for i, rule in enumerate(self.when):
+            for key, runs in (
+                ("dataset", "datasets"),
+                ("model", "models"),
+                ("optimizer", "optimizers"),
+                ("noise", "noise"),
+            ):
+                value = getattr(rule, key)
+                if value is not None and value not in getattr(self, runs):
+                    raise _error(
+                        ("when", i, key),
+                        f"{value!r} is not in this study's {runs} {getattr(self, runs)}, so the rule matches no run: "
+                        f"fix it or remove the rule",
+                    )
+        return self
 
 
 class Model(Section):
@@ -197,7 +241,7 @@ def method_of(name: str) -> str:
 class Optim(BaseModel):
     """`base` and one `Method` entry per optimizer name (`optim[name]`)."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, allow_inf_nan=False)
     base: Literal["sgd", "adamw"] = _field("base optimizer of every method")
     __pydantic_extra__: dict[str, Any]
 
@@ -238,7 +282,9 @@ ToyOptimizer = Literal["sgd", "adagrad", "ngd", "sam", "asam", "ugd", "pugd"]
 class Toy(Section):
     start: Annotated[list[float], Field(min_length=2, max_length=2)] = _field("start point [x, y]")
     steps: int = _field("optimizer steps", ge=1)
-    optimizers: Annotated[list[ToyOptimizer], Field(min_length=1)] = _field("paths drawn (ngd: UGD without momentum)")
+    optimizers: Annotated[list[ToyOptimizer], Field(min_length=1), AfterValidator(_distinct)] = _field(
+        "paths drawn (ngd: UGD without momentum)"
+    )
     lr: PositiveFloat = _field("learning rate of every path but Adagrad's")
     adagrad_lr: PositiveFloat = _field("Adagrad's learning rate")
     momentum: Fraction = _field("momentum of SGD and the base SGD of SAM, ASAM, UGD, PUGD")

@@ -3,7 +3,9 @@
 `prepare` accepts the official python-format tarball (downloaded or on disk, md5-verified) or an
 image folder `<root>/{train,test}/<class>/*.{png,jpg}` (a directory, tar or zip archive, optionally with
 one wrapping top-level directory). The cache `root/<dataset>/` appears atomically:
-train_x.npy, train_y.npy, test_x.npy, test_y.npy, classes.json, source.json.
+train_x.npy, train_y.npy, test_x.npy, test_y.npy, classes.json, source.json; only after `check_splits`
+has found in it what the dataset holds (images per split and class, their shape, the label range), so an
+archive that lost members or an image folder missing files is never published as the dataset.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from unitgrad.data import sources
 from unitgrad.errors import UnitgradError
-from unitgrad.io import atomic_dir, write_json
+from unitgrad.io import atomic_dir, load_npy, write_json
 
 # Official label orders (both are alphabetical by class name); fmt: skip keeps the ten classes on one line.
 CIFAR10_CLASSES = (
@@ -52,6 +54,8 @@ CIFAR100_SUPERCLASSES = {
 CIFAR100_CLASSES = tuple(sorted(name for fine in CIFAR100_SUPERCLASSES.values() for name in fine))
 
 CLASSES = {"cifar10": CIFAR10_CLASSES, "cifar100": CIFAR100_CLASSES}
+# The published images per class of each split (CIFAR-10: 50 000 / 10 000; CIFAR-100: 50 000 / 10 000).
+IMAGES_PER_CLASS = {"cifar10": {"train": 5000, "test": 1000}, "cifar100": {"train": 500, "test": 100}}
 SPLITS = ("train", "test")
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 # Official tarball layout: top folder, batch files per split, label key.
@@ -82,20 +86,23 @@ def source_candidates(dataset: str, source: str | Path | list) -> list[str]:
     return [str(c) for c in candidates]
 
 
-def prepare(dataset: str, source: str | Path | list, root: str | Path) -> Path:
+def prepare(dataset: str, source: str | Path | list, root: str | Path, per_class: dict[str, int] | None = None) -> Path:
     """Path of the cache `root/<dataset>/`, written atomically from the first source that works.
 
     `source` is one candidate or a list tried in order: "official" (download, md5-verified), a path to
     the official tarball, or an image-folder archive/directory laid out `[top/]{train,test}/<class>/*.{png,jpg}`.
-    source.json records the candidate used, its md5 and why the earlier ones failed.
+    A candidate works only if it holds `per_class[split]` images of every class (default: the published
+    counts, `IMAGES_PER_CLASS`). source.json records the candidate used, its md5 and why the earlier ones failed.
     """
     classes = check_dataset(dataset)
     candidates = source_candidates(dataset, source)
+    per_class = IMAGES_PER_CLASS[dataset] if per_class is None else per_class
     root = Path(root)
     failures = []
     for candidate in candidates:
         try:
             splits, info = _read_source(dataset, candidate, root, classes)
+            check_splits(dataset, splits, per_class)
         except UnitgradError as exc:
             failures.append(f"{candidate}: {exc}")
             continue
@@ -149,12 +156,43 @@ def load_cifar(dataset: str, root: str | Path) -> tuple[np.ndarray, np.ndarray, 
     check_dataset(dataset)
     cache = Path(root) / dataset
     names = ["train_x.npy", "train_y.npy", "test_x.npy", "test_y.npy", "classes.json"]
+    fix = f"run `unitgrad prepare {dataset}` (or `dvc repro prepare`)"
     if not all((cache / name).is_file() for name in names):
-        raise UnitgradError(
-            f"{cache} is missing or incomplete: run `unitgrad prepare {dataset}` (or `dvc repro prepare`)"
-        )
-    arrays = [np.load(cache / name) for name in names[:4]]
-    return (*arrays, json.loads((cache / "classes.json").read_text()))
+        raise UnitgradError(f"{cache} is missing or incomplete: {fix}")
+    train_x, train_y, test_x, test_y = (load_npy(cache / name, fix) for name in names[:4])
+    try:
+        check_splits(dataset, {"train": (train_x, train_y), "test": (test_x, test_y)})
+    except UnitgradError as exc:
+        raise UnitgradError(f"{cache}: {exc}; {fix}") from None
+    return train_x, train_y, test_x, test_y, json.loads((cache / "classes.json").read_text())
+
+
+def check_splits(
+    dataset: str, splits: dict[str, tuple[np.ndarray, np.ndarray]], per_class: dict[str, int] | None = None
+) -> None:
+    """UnitgradError saying what is wrong unless both splits hold uint8 32x32 RGB images with as many int64
+    labels, each a class of `dataset`, and (with `per_class`) exactly `per_class[split]` images of every class."""
+    n_classes = len(CLASSES[dataset])
+    for split in SPLITS:
+        if split not in splits:
+            raise UnitgradError(f"it has no {split} split")
+        x, y = splits[split]
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
+            raise UnitgradError(f"its {split} images are {x.dtype} {x.shape}, not uint8 (n, 32, 32, 3)")
+        if y.dtype != np.int64 or y.shape != (len(x),):
+            raise UnitgradError(f"its {split} labels are {y.dtype} {y.shape}, not int64 ({len(x)},), one per image")
+        if len(y) and not 0 <= y.min() <= y.max() < n_classes:
+            raise UnitgradError(f"its {split} labels span {y.min()}..{y.max()}, outside the {n_classes} classes")
+        if per_class is not None:
+            counts = np.bincount(y, minlength=n_classes)
+            wrong = np.flatnonzero(counts != per_class[split])
+            if wrong.size:
+                name = CLASSES[dataset][wrong[0]]
+                raise UnitgradError(
+                    f"its {split} split has {len(y)} images and {counts[wrong[0]]} of class '{name}', not "
+                    f"{per_class[split]} of each of its {n_classes} classes ({len(wrong)} classes differ): it lost "
+                    "images or is another dataset; replace it, or set data.images_per_class for a smaller one"
+                )
 
 
 def _is_official_tarball(dataset: str, path: Path) -> bool:

@@ -7,7 +7,6 @@ severities 1..5 stacked severity-major, plus `labels.npy` (5*n,) and `source.jso
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ from unitgrad.data.cifar import check_dataset, load_cifar
 from unitgrad.data.corruptions import CORRUPTIONS, SEVERITIES, corrupt
 from unitgrad.data.loader import balanced_subset
 from unitgrad.errors import UnitgradError
-from unitgrad.io import atomic_dir, write_json
+from unitgrad.io import atomic_dir, load_npy, write_json
 
 SOURCES = ("generate", "official")
 
@@ -55,9 +54,10 @@ def prepare_corruptions(dataset: str, source: str, root: str | Path, n_images: i
         archive = sources.CORRUPTION_ARCHIVES[dataset]
         hint = "supply the data instead: set data.corruptions.source to generate in params.yaml"
         path = sources.fetch(archive, root / "downloads", hint)
-        with tempfile.TemporaryDirectory(prefix=".extract-", dir=root) as scratch, atomic_dir(out) as tmp:
-            sources.safe_extract(path, Path(scratch))
-            found = {p.name: p for p in Path(scratch).rglob("*.npy")}
+        with atomic_dir(out) as tmp:  # extracted inside it: a killed run leaves one temporary, removed by the next
+            scratch = tmp / ".extract"
+            sources.safe_extract(path, scratch)
+            found = {p.name: p for p in scratch.rglob("*.npy")}
             missing = sorted(({f"{name}.npy" for name in CORRUPTIONS} | {"labels.npy"}) - set(found))
             if missing:
                 raise UnitgradError(
@@ -65,6 +65,7 @@ def prepare_corruptions(dataset: str, source: str, root: str | Path, n_images: i
                 )
             for name in [*CORRUPTIONS, "labels"]:
                 shutil.move(found[f"{name}.npy"], tmp / f"{name}.npy")
+            shutil.rmtree(scratch)
             write_json(tmp / "source.json", {"kind": "official", "url": archive.url, "md5": archive.md5})
         return out
     raise UnitgradError(
@@ -82,7 +83,8 @@ def load_corruptions(dataset: str, root: str | Path, name: str) -> tuple[np.ndar
         raise UnitgradError(
             f"{folder} is missing or incomplete: run `unitgrad corrupt {dataset}` (or `dvc repro corrupt`)"
         )
-    images, labels = np.load(folder / f"{name}.npy"), np.load(folder / "labels.npy").astype(np.int64)
+    fix = f"rerun `unitgrad corrupt {dataset}` (or `dvc repro corrupt`)"
+    images, labels = load_npy(folder / f"{name}.npy", fix), load_npy(folder / "labels.npy", fix).astype(np.int64)
     if len(images) != len(labels):
         raise UnitgradError(f"{folder}: {name}.npy and labels.npy differ in length: rerun `unitgrad corrupt {dataset}`")
     return images, labels

@@ -12,7 +12,7 @@ from unitgrad.errors import UnitgradError
 
 
 def prepare_reads(dataset: str) -> tuple[str, ...]:
-    return (f"data.sources.{dataset}",)
+    return (f"data.sources.{dataset}", "data.images_per_class")
 
 
 CORRUPT_READS = ("data.corruptions",)
@@ -28,11 +28,12 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
 def prepare_main(argv: list[str]) -> int:
     """Build data/<dataset>/ from data.sources.<dataset> (relative paths: from the current directory)."""
     args = _parser("unitgrad prepare", "build the uint8 CIFAR cache from a source").parse_args(argv)
-    sources = load_params(args.params, prepare_reads(args.dataset)).data.sources
+    data = load_params(args.params, prepare_reads(args.dataset)).data
+    sources, sizes = data.sources, data.images_per_class
     if args.dataset not in sources:
         raise UnitgradError(f"{args.params}: data.sources.{args.dataset}: missing: add {args.dataset}: official")
     start = time.perf_counter()
-    out = prepare(args.dataset, sources[args.dataset], DATA_ROOT)
+    out = prepare(args.dataset, sources[args.dataset], DATA_ROOT, None if sizes is None else sizes.model_dump())
     used = source_of(args.dataset, DATA_ROOT)
     print(f"prepared {out} from {used['source']} (md5 {used['md5']}) in {time.perf_counter() - start:.1f} s")
     return 0

@@ -7,7 +7,10 @@ paths, `..`, links or device entries are refused before anything is read or writ
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import lzma
 import stat
 import tarfile
 import urllib.error
@@ -17,6 +20,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from unitgrad.errors import UnitgradError
 from unitgrad.io import atomic_path
@@ -121,13 +125,28 @@ def check_member(member: tarfile.TarInfo | str, archive: Path) -> PurePosixPath:
     return path
 
 
+_COMPRESSED = {b"\x1f\x8b": gzip.open, b"BZh": bz2.open, b"\xfd7zXZ\x00": lzma.open}  # magic bytes: opener
+
+
+def _unpacked(archive: Path) -> IO[bytes]:
+    """The archive's bytes, decompressed by a reader that checks the compressed stream's own checksum at its end
+    (tarfile's stream mode decompresses gzip without ever checking its CRC)."""
+    with open(archive, "rb") as raw:
+        head = raw.read(6)
+    opener = next((opener for magic, opener in _COMPRESSED.items() if head.startswith(magic)), open)
+    return opener(archive, "rb")
+
+
 def tar_members(archive: Path) -> Iterator[tuple[PurePosixPath, bytes | None]]:
     """(path, content) for every member of a tar archive in stream order; directories give None.
 
-    Reads straight from the (compressed) stream, so nothing is extracted to disk.
+    Reads straight from the (compressed) stream, so nothing is extracted to disk. tarfile ends its iteration
+    quietly at a header it cannot read, as if the archive ended there; so after the last member the rest must
+    be the end-of-archive zero blocks and the compressed stream must end with its checksum intact, or the
+    archive is corrupt or truncated: an error, never a dataset silently short of images.
     """
     try:
-        with tarfile.open(archive, "r|*") as tar:
+        with _unpacked(archive) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 path = check_member(member, archive)
                 if member.isdir():
@@ -135,9 +154,19 @@ def tar_members(archive: Path) -> Iterator[tuple[PurePosixPath, bytes | None]]:
                     continue
                 handle = tar.extractfile(member)
                 yield path, handle.read() if handle is not None else b""
-    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error) as exc:
+            stopped, rest = tar.offset, 0  # tarfile has read the block at `stopped`: a zero block at a true end
+            while chunk := tar.fileobj.read(_CHUNK):
+                if chunk.count(0) != len(chunk):
+                    raise UnitgradError(
+                        f"{archive} ends early: its tar stream breaks off at byte {stopped} of the unpacked archive "
+                        "and more data follows (corrupt): replace it"
+                    )
+                rest += len(chunk)
+            if rest < tarfile.BLOCKSIZE:  # a complete archive ends in two zero blocks
+                raise UnitgradError(f"{archive} ends early: it is truncated after byte {stopped}: replace it")
+    except (tarfile.TarError, EOFError, OSError, ValueError, zlib.error, lzma.LZMAError) as exc:
         raise UnitgradError(
-            f"{archive} is not a readable tar archive ({exc}): it may be truncated; replace it"
+            f"{archive} is not a readable tar archive ({exc}): it may be truncated or corrupt; replace it"
         ) from exc
 
 

@@ -32,6 +32,7 @@ STEPS = ("aggregate", "figures", "tables", "claims")
 # The params keys each step reads (dvc.yaml's report_<step> stage declares the same).
 READS = {
     "aggregate": (
+        "scale",
         "studies",
         "train",
         "model",
@@ -93,6 +94,17 @@ def run_aggregate(runs_root: Path, results: Path, params: Params, source: str) -
             f"not reported (e.g. {left_out[0]}): `unitgrad clean` removes them",
             file=sys.stderr,
         )
+    missing = [run for run in selected if not (run.to_path(runs_root) / "eval.json").is_file()]
+    if missing:
+        named = ", ".join(str(run.relative()) for run in missing[:3]) + (
+            f" and {len(missing) - 3} more" * (len(missing) > 3)
+        )
+        line = (
+            f"{len(missing)} of the {len(selected)} runs {source} selects have no eval.json under {runs_root} ({named})"
+        )
+        if params.scale != "smoke":  # a verdict (at laptop or paper scale) would rest on the runs that did finish
+            raise UnitgradError(f"{line}: run them first (`dvc repro` or `unitgrad grid run`)")
+        print(f"warning: {line}: they are left out of the report; `dvc repro` runs them", file=sys.stderr)
     runs, curves = aggregate.collect(runs_root, selected)
     references = [params.report.reference_optimizer, params.report.baseline_optimizer]
     frames = {

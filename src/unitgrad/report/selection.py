@@ -63,7 +63,10 @@ def clean(root: Path, params: Params, dry_run: bool) -> list[Path]:
     removed = stale(root, selected_runs(params))
     if not dry_run:
         for path in removed:
-            shutil.rmtree(path)
+            if path.is_symlink():  # the link is the stale run folder; what it points to is not ours to delete
+                path.unlink()
+            else:
+                shutil.rmtree(path)
     return removed
 
 

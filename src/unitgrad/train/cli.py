@@ -9,7 +9,7 @@ from unitgrad.config import load_params
 from unitgrad.device import resolve_device
 from unitgrad.errors import UnitgradError
 from unitgrad.runs import RUNS_ROOT, RunId
-from unitgrad.schema import did_you_mean
+from unitgrad.schema import SEED_LIMIT, did_you_mean
 from unitgrad.train.config import RunConfig
 from unitgrad.train.run import train_run
 
@@ -31,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RUNS_ROOT), help="root of the run directories (default: %(default)s)")
     parser.add_argument("--params", default="params.yaml", help="the settings file (default: %(default)s)")
     args = parser.parse_args(argv)
+    # The ranges studies.<name>.noise and .seeds allow (numpy takes seeds below 2**32), before anything runs.
+    if not 0 <= args.noise <= 100:
+        raise UnitgradError(f"--noise {args.noise}: a percent of flipped labels must lie in 0..100")
+    if not 0 <= args.seed < SEED_LIMIT:
+        raise UnitgradError(f"--seed {args.seed}: a run seed must lie in 0..{SEED_LIMIT - 1}")
     run = RunId(args.study, args.dataset, args.model, args.optimizer, args.noise, args.seed)
     params = load_params(args.params)
     if run.optimizer not in params.optim.names():
@@ -43,5 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     with distributed.session(resolve_device(cfg.device, distributed.local_rank())) as proc:
         train_run(cfg, out_dir)
     if proc.is_main:
+        # DVC records a stage's params as they are when its command ends: had they changed during the run,
+        # dvc.lock would hold values the run never used. Failing leaves the stage unrecorded and out of date.
+        if RunConfig.for_run(load_params(args.params), run, args.params) != cfg:
+            raise UnitgradError(
+                f"{args.params} changed while {out_dir} trained: its outputs hold the old settings, so the command "
+                "fails and DVC does not record it; rerun it"
+            )
         print(f"wrote {out_dir}", flush=True)
     return 0

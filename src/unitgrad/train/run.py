@@ -23,7 +23,7 @@ from dvclive import Live
 from unitgrad import distributed
 from unitgrad.device import resolve_amp, resolve_device
 from unitgrad.errors import UnitgradError
-from unitgrad.io import atomic_path, check_writable, write_json
+from unitgrad.io import atomic_path, check_writable, write_json, write_torch
 from unitgrad.provenance import provenance, utc_now
 from unitgrad.train.config import RunConfig
 from unitgrad.train.data import TrainData, load_data
@@ -56,12 +56,13 @@ def train_run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     say = functools.partial(print, flush=True) if proc.is_main else lambda *_: None
     if proc.is_main:
         check_writable(out_dir, files=(*OUTPUTS, CHECKPOINT), dirs=("dvclive",))  # before anything is deleted
-        for name in OUTPUTS:  # never leave outputs of an older run beside a new one
-            (out_dir / name).unlink(missing_ok=True)
     with determinism(device):
         data = load_data(cfg)
         seed_everything(cfg.seed)
         trainer = Trainer(cfg, data, device, proc)
+        if proc.is_main:  # only now that data and model are good: never leave an older run's outputs beside a new one
+            for name in OUTPUTS:
+                (out_dir / name).unlink(missing_ok=True)
         checkpoint_path = out_dir / CHECKPOINT
         # The data order and the BN batches depend on the number of processes: part of the identity.
         config_hash = hashlib.sha256(f"{cfg.hash()} world_size={proc.world_size}".encode()).hexdigest()
@@ -128,8 +129,7 @@ def _write_outputs(
             "dataset": cfg.dataset,
             **extra,
         }
-        with atomic_path(out_dir / name) as tmp:
-            torch.save(saved, tmp)
+        write_torch(out_dir / name, saved)
     live.end()
     record = provenance(
         cfg.to_dict(),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from unitgrad.io import atomic_path
+from unitgrad.io import write_torch
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1  # bump when the checkpoint layout changes: older checkpoints then start fresh
@@ -90,5 +90,4 @@ def write_checkpoint(path: Path, config_hash: str, epoch: int, history: list, el
         "elapsed_s": elapsed_s,
         **state,
     }
-    with atomic_path(path) as tmp:
-        torch.save(record, tmp)
+    write_torch(path, record)
