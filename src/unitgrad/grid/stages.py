@@ -17,6 +17,25 @@ from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json
 
 
+# The grid uses DVC internals that its public API lacks: `Repo(_wait_for_lock=True)`, `lock_repo`, a stage's
+# `remove_outs`/`save`/`commit` and `dump_stages` (commit a batch under one lock with one rewrite of dvc.lock,
+# refusing runs whose dependencies changed). They are tested with these DVC versions (pyproject.toml pins the same).
+DVC_TESTED = ">=3.67.1,<3.68"
+
+
+def check_dvc_version() -> None:
+    from importlib.metadata import version
+
+    from packaging.specifiers import SpecifierSet
+
+    installed = version("dvc")
+    if installed not in SpecifierSet(DVC_TESTED):
+        raise UnitgradError(
+            f"unitgrad grid is tested with dvc{DVC_TESTED} (it uses DVC internals) but dvc {installed} is installed: "
+            f"pip install 'dvc{DVC_TESTED}'"
+        )
+
+
 def open_repo(root: str | Path):
     """DVC's repo at `root`, whose lock waits for other DVC processes instead of failing after a few seconds."""
     from dvc.exceptions import NotDvcRepoError
