@@ -9,13 +9,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json
-
 
 # The grid uses DVC internals that its public API lacks: `Repo(_wait_for_lock=True)`, `lock_repo`, a stage's
 # `remove_outs`/`save`/`commit` and `dump_stages` (commit a batch under one lock with one rewrite of dvc.lock,
@@ -39,6 +39,8 @@ def check_dvc_version() -> None:
 def open_repo(root: str | Path):
     """DVC's repo at `root`, whose lock waits for other DVC processes instead of failing after a few seconds."""
     from dvc.exceptions import NotDvcRepoError
+
+    check_dvc_version()
     from dvc.repo import Repo
 
     try:
@@ -132,6 +134,11 @@ def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, a
     return result
 
 
+def exit_code(returncode: int) -> str:
+    """A command's exit code as a reader wants it: -15 is "-15 (SIGTERM)", the signal that killed it."""
+    return f"{returncode} ({signal.Signals(-returncode).name})" if returncode < 0 else str(returncode)
+
+
 def last_line(log: Path) -> str:
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()] if log.exists() else []
     return lines[-1] if lines else ""
@@ -149,7 +156,7 @@ def commit(repo, results: list[dict]) -> tuple[list[str], dict[str, str]]:
             for result in results:
                 name = result["stage"]
                 if result["returncode"] != 0:
-                    refused[name] = f"command exited {result['returncode']}"
+                    refused[name] = f"exit code {exit_code(result['returncode'])} after {result['attempt']} attempts"
                     continue
                 now = dep_hashes(by_name[name])
                 changed = sorted(path for path in now if now[path] != result["deps"].get(path))
