@@ -226,3 +226,20 @@ def test_failures_and_scancel_are_reported_by_collect_and_not_committed(cluster,
     assert slurm.wait(rerun["collect"], timeout=180) == "FAILED"  # train_fail fails again
     assert (repo / "cancelled.txt").read_text() == "4 epochs, resumed at 2"
     assert "train_cancelled" not in _status(repo)
+
+
+@pytest.mark.slow
+def test_a_failed_upstream_job_cancels_the_array_and_collect_reports_it(cluster, tmp_path):
+    repo = _fake_repo(
+        tmp_path / "repo",
+        {
+            "prepare": {"cmd": "echo broken && exit 2", "deps": ["input.txt"], "outs": ["data.txt"]},
+            "train": {"cmd": "cp data.txt model.txt", "deps": ["data.txt"], "outs": ["model.txt"]},
+        },
+    )
+    started = time.monotonic()
+    ids = _submit(repo, "--no-finish")
+    assert slurm.wait(ids["collect"], timeout=180) == "FAILED"  # rather than all pending forever
+    print(f"failed upstream {time.monotonic() - started:.0f} s")
+    assert slurm.states(ids["upstream"], ids["array"]) == {ids["upstream"]: "FAILED", ids["array"]: "CANCELLED"}
+    assert "train: not run: no record" in _job_log(repo, ids["collect"])
