@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from unitgrad.grid import ray_backend, slurm
 
     _check(args)
-    if pipeline.write(load_params("params.yaml", ("studies",)), Path("dvc.yaml")):  # another scale's studies
+    # another scale's studies; a DVC project without params.yaml has no study stages to write
+    if Path("params.yaml").exists() and pipeline.write(load_params("params.yaml", ("studies",)), Path("dvc.yaml")):
         print("grid: wrote dvc.yaml's study stages for params.yaml's studies", flush=True)
     repo = stages.open_repo(".")
     plan = planning.make_plan(repo, tuple(args.patterns))
@@ -128,11 +129,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def collect(args: argparse.Namespace) -> int:
-    """Commit every selected stage that is out of date and whose run left a record; refuse the others."""
+    """Commit every selected stage that is out of date and whose run left a record; report the others."""
     repo = stages.open_repo(".")
     with stages.locked(repo):
         names = [s.name for s in planning.select(repo.index.graph, tuple(args.patterns)) if s.changed()]
-        committed, refused = stages.commit(repo, stages.read_records(repo.root_dir, names))
+        records = stages.read_records(repo.root_dir, names)
+        committed, refused = stages.commit(repo, records)
+    for name in sorted(set(names) - {r["stage"] for r in records}):
+        refused[name] = "not run: no record (a stage before it failed, its job was cancelled, or it is still running)"
     failures = [stages.Failure.of(repo.root_dir, name, why + "; not committed") for name, why in refused.items()]
     return _finish(repo, args, _report(committed, failures))
 

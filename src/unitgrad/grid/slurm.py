@@ -1,13 +1,15 @@
 """The grid on SLURM through submitit: one array job of the selected stages and a dependent `grid collect` job.
 
 Each array task runs one chain of dependent stages (a training, then its evaluations) in order. SLURM sends
-the task a signal before its time limit or preemption; submitit then requeues it, and the training resumes from
-its `persist` checkpoint, which removing outputs keeps. The login node only reads the index and submits.
+the task USR2 `--signal-delay-s` before its time limit; submitit then requeues it, and the training resumes from
+its `persist` checkpoint, which removing outputs keeps. A requeue, preemption or `scancel` sends SIGTERM instead:
+the task stops there, and a requeued one resumes the same way. The login node only reads the index and submits.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from pathlib import Path
 
@@ -55,6 +57,10 @@ class ChainTask(submitit.helpers.Checkpointable):
     Being `Checkpointable`, it is requeued with the same arguments when SLURM signals it.
     """
 
+    # SIGTERM is SLURM stopping the whole task (requeue, preemption, scancel): retrying in it would only restart
+    # the command until SIGKILL, KillWait later; its record (this exit code) tells `collect` it did not finish.
+    STOPPED = -signal.SIGTERM
+
     def __call__(self, root: str, chain: list[tuple[str, tuple[str, ...]]], env: dict, retries: int) -> list[dict]:
         results = []
         for name, cmd in chain:
@@ -63,9 +69,11 @@ class ChainTask(submitit.helpers.Checkpointable):
                 results.append(done[0])
                 continue
             for attempt in range(1, retries + 2):
+                print(f"{name}: attempt {attempt}", flush=True)  # which task runs which stage, in its SLURM log
                 deps = stages.prepare(stages.open_repo(root), [name])[name]
                 result = stages.execute(root, name, cmd, deps, env, attempt)
-                if result["returncode"] == 0:
+                print(f"{name}: exit code {stages.exit_code(result['returncode'])}", flush=True)
+                if result["returncode"] in (0, self.STOPPED):
                     break
             results.append(result)
             if result["returncode"] != 0:
@@ -110,36 +118,48 @@ def submit_array(executor, root: str, plan: Plan, env: dict, retries: int) -> li
 
 
 def submit(repo, plan: Plan, args: argparse.Namespace) -> int:
-    """Submit the upstream `dvc repro` (if needed), the array, and `grid collect` after it; print their ids."""
+    """Submit the upstream `dvc repro` (if needed), the array, and `grid collect` after it; print their ids.
+
+    Jobs whose dependency can no longer be met (the upstream job failed) are cancelled by SLURM rather than left
+    pending forever, so `collect` still runs after the array and reports the stages that did not run.
+    """
     root = repo.root_dir
     folder = Path(root) / LOG_DIR / "slurm"
     gpus = 1 if args.gpus_per_run is None else int(args.gpus_per_run)
-    executor = submitit.SlurmExecutor(folder=folder)
     base = {
         "time": args.time_min,
         "job_name": "unitgrad-grid",
+        "cpus_per_task": args.cpus_per_run,  # what one run gets, so it fits wherever the array's tasks fit
+        "additional_parameters": {"kill-on-invalid-dep": "yes"},
         **({"partition": args.partition} if args.partition else {}),
     }
+
+    def executor(**params):  # one per job: update_parameters merges, and the array's GPUs must not carry over
+        job = submitit.SlurmExecutor(folder=folder)
+        job.update_parameters(**params)
+        return job
+
     after = {}
     with stages.locked(repo):
         stale = [name for name in plan.upstream if stages.stages_by_name(repo)[name].changed()]
     if stale:
-        executor.update_parameters(**base, cpus_per_task=4)
-        upstream = executor.submit(submitit.helpers.CommandFunction(["dvc", "repro", *stale], cwd=root))
+        # this interpreter's DVC: `dvc` need not be on the job's PATH (e.g. a venv used without activating it)
+        command = [sys.executable, "-m", "dvc", "repro", *stale]
+        upstream = executor(**base).submit(submitit.helpers.CommandFunction(command, cwd=root))
         after = {"dependency": f"afterok:{upstream.job_id}"}
         print(f"submitted upstream dvc repro {' '.join(stale)}: job {upstream.job_id}", flush=True)
     if not plan.runs:
         print("grid: every selected stage is up to date", flush=True)
         return 0
     threads = {"OMP_NUM_THREADS": str(args.cpus_per_run), "MKL_NUM_THREADS": str(args.cpus_per_run)}
-    executor.update_parameters(**executor_parameters(args, gpus), **after)
-    jobs = submit_array(executor, root, plan, threads, args.retries)
+    array = executor(**(base | executor_parameters(args, gpus) | after))
+    jobs = submit_array(array, root, plan, threads, args.retries)
     array_id = jobs[0].job_id.split("_")[0]
     command = [sys.executable, "-m", "unitgrad", "grid", "collect", *args.patterns] + (
         ["--no-finish"] if args.no_finish else []
     )
-    executor.update_parameters(**base, cpus_per_task=2, dependency=f"afterany:{array_id}")
-    final = executor.submit(submitit.helpers.CommandFunction(command, cwd=root))
+    collect = executor(**base, dependency=f"afterany:{array_id}")
+    final = collect.submit(submitit.helpers.CommandFunction(command, cwd=root))
     print(
         f"submitted array job {array_id} ({len(jobs)} tasks, {len(plan.runs)} stages) and "
         f"`unitgrad grid collect` job {final.job_id} after it; logs in {LOG_DIR}",

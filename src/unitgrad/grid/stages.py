@@ -6,20 +6,43 @@ the cache or outputs runs inside one hold of it, waiting for the lock rather tha
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json
 
+# The grid uses DVC internals that its public API lacks: `Repo(_wait_for_lock=True)`, `lock_repo`, a stage's
+# `remove_outs`/`save`/`commit` and `dump_stages` (commit a batch under one lock with one rewrite of dvc.lock,
+# refusing runs whose dependencies changed). They are tested with these DVC versions (pyproject.toml pins the same).
+DVC_TESTED = ">=3.67.1,<3.68"
+
+
+def check_dvc_version() -> None:
+    from importlib.metadata import version
+
+    from packaging.specifiers import SpecifierSet
+
+    installed = version("dvc")
+    if installed not in SpecifierSet(DVC_TESTED):
+        raise UnitgradError(
+            f"unitgrad grid is tested with dvc{DVC_TESTED} (it uses DVC internals) but dvc {installed} is installed: "
+            f"pip install 'dvc{DVC_TESTED}'"
+        )
+
 
 def open_repo(root: str | Path):
     """DVC's repo at `root`, whose lock waits for other DVC processes instead of failing after a few seconds."""
     from dvc.exceptions import NotDvcRepoError
+
+    check_dvc_version()
     from dvc.repo import Repo
 
     try:
@@ -69,6 +92,14 @@ def prepare(repo, names: list[str]) -> dict[str, dict]:
         return hashes
 
 
+def _die_with_parent() -> None:
+    """In the command's process, before exec: SIGKILL it when the process that started it dies. A Ray worker
+    killed with its node (or by Ray's memory monitor) would otherwise leave its command running beside the retry,
+    both writing the same outputs. Linux only; the shell execs a one-command line, so that command is covered."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, attempt: int) -> dict:
     """Run the stage's command(s) in `root` with DVC's stage environment; output to its log; write its record.
 
@@ -95,6 +126,7 @@ def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, a
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
                 check=False,
             ).returncode
             if returncode:
@@ -111,6 +143,11 @@ def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, a
     }
     write_json(record, result)
     return result
+
+
+def exit_code(returncode: int) -> str:
+    """A command's exit code as a reader wants it: -15 is "-15 (SIGTERM)", the signal that killed it."""
+    return f"{returncode} ({signal.Signals(-returncode).name})" if returncode < 0 else str(returncode)
 
 
 def last_line(log: Path) -> str:
@@ -130,7 +167,7 @@ def commit(repo, results: list[dict]) -> tuple[list[str], dict[str, str]]:
             for result in results:
                 name = result["stage"]
                 if result["returncode"] != 0:
-                    refused[name] = f"command exited {result['returncode']}"
+                    refused[name] = f"exit code {exit_code(result['returncode'])} after {result['attempt']} attempts"
                     continue
                 now = dep_hashes(by_name[name])
                 changed = sorted(path for path in now if now[path] != result["deps"].get(path))
