@@ -1,9 +1,8 @@
 """The training loop: `train_run(cfg, out_dir)` fits one run; `Trainer.step` is one optimizer step.
 
-Two-pass methods (SAM, ASAM, PUGD) take the step as in README's example: the gradient at w, `first_step`,
-a second forward/backward at the perturbed weights (BatchNorm running statistics untouched when
-`train.bn_update` is first_pass), `second_step`; with `optim.<name>.m` set, `unitgrad.optim.two_pass_step`
-takes it per chunk of m images (m-sharpness). The logged `grad_norm` is the epoch mean of the first-pass
+The step is `unitgrad.optim.train_step`: for two-pass methods (SAM, ASAM, PUGD) README's example, per chunk of
+`optim.<name>.m` images (m-sharpness), BatchNorm running statistics untouched in the second pass when
+`train.bn_update` is first_pass. The logged `grad_norm` is the epoch mean of the first-pass
 gradient's global norm (under DDP, two-pass methods average each replica's unsynchronised norm).
 A non-finite loss or weight is detected once per epoch (no per-step host sync), and a non-finite monitor loss
 when it is evaluated: either stops the run with UnitgradError before that epoch is checkpointed.
@@ -11,7 +10,6 @@ when it is evaluated: either stops the run with UnitgradError before that epoch 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -27,7 +25,7 @@ from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.device import autocast
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
-from unitgrad.optim import bn_update_disabled, create_optimizer, first_pass_no_sync, is_two_pass, two_pass_step
+from unitgrad.optim import create_optimizer, train_step
 from unitgrad.train.config import RunConfig
 from unitgrad.train.data import TrainData
 from unitgrad.train.schedule import lr_scheduler, param_groups
@@ -43,11 +41,10 @@ class Trainer:
         net = create_model(cfg.model, data.num_classes, cifar_stem=cfg.cifar_stem, drop_rate=cfg.drop_rate)
         self.net = net.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         device_ids = [device.index] if device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(self.net, device_ids=device_ids) if proc.world_size > 1 else self.net
-        self.model = torch.compile(self.ddp) if cfg.compile else self.ddp
+        ddp = DistributedDataParallel(self.net, device_ids=device_ids) if proc.world_size > 1 else self.net
+        self.model = torch.compile(ddp) if cfg.compile else ddp
         groups = param_groups(self.net, cfg.no_weight_decay_bn_bias)
         self.optimizer = create_optimizer(cfg.method, groups, base=cfg.base, **cfg.optimizer_kwargs)
-        self.two_pass = is_two_pass(self.optimizer)
         self.autocast = autocast(device, cfg.amp)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
@@ -103,38 +100,17 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step on (x, y): (loss at w, logits at w, global norm of the gradient at w)."""
-        if self.cfg.m is not None:  # m-sharpness: each chunk of m images perturbs w on its own
-            return two_pass_step(
-                self.optimizer,
-                self.model,
-                self.loss_fn,
-                x,
-                y,
-                m=self.cfg.m,
-                bn_first_pass_only=self.cfg.bn_update == "first_pass",
-                autocast=self.autocast,
-            )  # fmt: skip - the step's options read as one sentence
-        self.optimizer.zero_grad(set_to_none=True)
-        with first_pass_no_sync(self.ddp) if self.two_pass else contextlib.nullcontext():
-            loss, logits = self._forward_backward(x, y)  # gradient g at w
-        grad_norm = torch.linalg.vector_norm(
-            torch.stack(torch._foreach_norm([p.grad for p in self.net.parameters() if p.grad is not None]))
+        first_pass_only = self.cfg.bn_update == "first_pass"
+        return train_step(
+            self.optimizer,
+            self.model,
+            self.loss_fn,
+            x,
+            y,
+            m=self.cfg.m,
+            bn_first_pass_only=first_pass_only,
+            autocast=self.autocast,
         )
-        if not self.two_pass:
-            self.optimizer.step()
-        else:
-            self.optimizer.first_step()  # w -> w + e
-            with bn_update_disabled(self.net) if self.cfg.bn_update == "first_pass" else contextlib.nullcontext():
-                self._forward_backward(x, y)  # PUGD accumulates g + g*; SAM/ASAM get g* alone
-            self.optimizer.second_step()  # restore w, base step
-        return loss.detach().float(), logits.detach(), grad_norm
-
-    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with self.autocast():
-            logits = self.model(x)
-            loss = self.loss_fn(logits, y)
-        loss.backward()
-        return loss, logits
 
     def run_epoch(self, epoch: int, on_step: Callable[[], None]) -> dict[str, float]:
         """Train epoch `epoch`, evaluate if due: the epoch's metrics. UnitgradError on a non-finite loss."""
