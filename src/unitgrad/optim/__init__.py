@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from unitgrad.errors import UnitgradError
+from unitgrad.optim import reference
 from unitgrad.optim._base import TwoPassOptimizer, WrappedOptimizer
 from unitgrad.optim._foreach import fused_supported
 from unitgrad.optim.asam import ASAM
@@ -64,6 +65,7 @@ __all__ = [
     "first_pass_no_sync",
     "is_two_pass",
     "method_name",
+    "reference",
     "train_step",
 ]
 
