@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from unitgrad.config import parse_params, read_yaml
+from unitgrad.run_config import RunConfig
 from unitgrad.studies import selected_runs
-from unitgrad.train.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))

@@ -7,9 +7,9 @@ from fixtures.params import project_params
 from unitgrad import cli
 from unitgrad.config import load_params, parse_params
 from unitgrad.errors import UnitgradError
+from unitgrad.run_config import RunConfig
 from unitgrad.runs import RunId
 from unitgrad.studies import resolve, selected_runs
-from unitgrad.train.config import RunConfig
 
 NOISE = {
     "source": "SAM Table 4",

@@ -26,7 +26,7 @@ from unitgrad.device import autocast
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
 from unitgrad.optim import create_optimizer, train_step
-from unitgrad.train.config import RunConfig
+from unitgrad.run_config import RunConfig
 from unitgrad.train.data import TrainData
 from unitgrad.train.schedule import lr_scheduler, param_groups
 from unitgrad.train.state import CHECKPOINT, rng_states, set_rng_states
@@ -37,23 +37,23 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data: TrainData, device: torch.device, proc: distributed.Process) -> None:
         self.cfg, self.device, self.world_size = cfg, device, proc.world_size
-        channels_last = cfg.channels_last
-        net = create_model(cfg.model, data.num_classes, cifar_stem=cfg.cifar_stem, drop_rate=cfg.drop_rate)
+        channels_last = cfg.train.channels_last
+        net = create_model(cfg.model, data.num_classes, cifar_stem=cfg.net.cifar_stem, drop_rate=cfg.net.drop_rate)
         self.net = net.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         device_ids = [device.index] if device.type == "cuda" else None
         ddp = DistributedDataParallel(self.net, device_ids=device_ids) if proc.world_size > 1 else self.net
-        self.model = torch.compile(ddp) if cfg.compile else ddp
-        groups = param_groups(self.net, cfg.no_weight_decay_bn_bias)
+        self.model = torch.compile(ddp) if cfg.train.compile else ddp
+        groups = param_groups(self.net, cfg.train.no_weight_decay_bn_bias)
         self.optimizer = create_optimizer(cfg.method, groups, base=cfg.base, **cfg.optimizer_kwargs)
-        self.autocast = autocast(device, cfg.amp)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.autocast = autocast(device, cfg.train.amp)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
 
         normalise = {"mean": CIFAR_MEAN[cfg.dataset], "std": CIFAR_STD[cfg.dataset], "channels_last": channels_last}
-        augment = {"crop_padding": cfg.crop_padding, "flip": cfg.flip, "cutout": cfg.cutout}
+        augment = {"crop_padding": cfg.loader.crop_padding, "flip": cfg.loader.flip, "cutout": cfg.loader.cutout}
         self.train_loader = DeviceLoader(
             data.train_x,
             data.train_y,
-            cfg.batch_size,
+            cfg.train.batch_size,
             device,
             train=True,
             seed=cfg.seed,
@@ -65,7 +65,7 @@ class Trainer:
         self.monitor_loader = DeviceLoader(
             data.monitor_x[shard],
             data.monitor_y[shard],
-            cfg.batch_size,
+            cfg.train.batch_size,
             device,
             train=False,
             drop_last=False,
@@ -76,11 +76,13 @@ class Trainer:
         self.steps = len(self.train_loader)
         if self.steps == 0:
             raise UnitgradError(
-                f"{len(data.train_y)} training images make no batch of {cfg.batch_size}: lower train.batch_size"
+                f"{len(data.train_y)} training images make no batch of {cfg.train.batch_size}: lower train.batch_size"
             )
-        local_batch = cfg.batch_size // proc.world_size
+        local_batch = cfg.train.batch_size // proc.world_size
         self.batch_shard = slice(proc.rank * local_batch, (proc.rank + 1) * local_batch)
-        self.scheduler = lr_scheduler(self.optimizer, cfg.warmup_epochs, cfg.epochs, self.steps, cfg.lr_update)
+        self.scheduler = lr_scheduler(
+            self.optimizer, cfg.train.warmup_epochs, cfg.epochs, self.steps, cfg.train.lr_update
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +102,7 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step on (x, y): (loss at w, logits at w, global norm of the gradient at w)."""
-        first_pass_only = self.cfg.bn_update == "first_pass"
+        first_pass_only = self.cfg.train.bn_update == "first_pass"
         return train_step(
             self.optimizer,
             self.model,
@@ -131,9 +133,9 @@ class Trainer:
             "grad_norm": grad_norm_sum / (self.steps * self.world_size),
         }
         distributed.broadcast_buffers(self.net)
-        if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
+        if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == self.cfg.epochs:
             loss, correct, count = distributed.all_reduce(self._evaluate()).tolist()
-            name = self.cfg.monitor  # test, or holdout: the metrics are named for the images they score
+            name = self.cfg.train.monitor  # test, or holdout: the metrics are named for the images they score
             if not math.isfinite(loss):  # finite weights can still overflow the logits
                 raise UnitgradError(self._divergence(epoch, self.steps, loss, what=f"{name} loss"))
             record.update({f"{name}/loss": loss / count, f"{name}/acc": correct / count})
