@@ -116,7 +116,7 @@ def main() -> None:
                 f"{100 * share:.1f} %",
                 f"{warmup[optimizer, setting]:.1f}",
             ]
-        )  # fmt: skip - one table row
+        )
         record.append(
             {
                 "optimizer": optimizer,
@@ -126,7 +126,7 @@ def main() -> None:
                 "flop_limit_share": share,
                 "warmup_epoch_s": warmup[optimizer, setting],
             }
-        )  # fmt: skip - one record
+        )
     header = ["optimizer", "setting", "img/s", "vs fp32", "SGD/this time", "MFLOP/img", "of FLOP limit", "warm-up s"]
     machine = f"{cpu_model()}, {os.cpu_count()} cores, {ghz:.2f} GHz, torch {torch.__version__}, {cores} thread(s)"
     cfg = next(iter(trainers.values())).cfg
@@ -143,7 +143,7 @@ def main() -> None:
             *markdown.table(header, rows),
             "",
         ]
-    )  # fmt: skip - the report's lines
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "cpu_train.md", text)
     write_json(args.out / "cpu_train.json", {"date": date, "machine": machine, "run": what, "rows": record})

@@ -86,7 +86,7 @@ CPU_DRY_RUN = dataclasses.replace(
     fp16_steps=3,
     estimate_models=("cifar_resnet20",),
     estimate_batch=8,
-)  # fmt: skip - the dry run's sizes in rows that follow GPU's fields
+)
 
 
 def parse_args(argv):

@@ -60,7 +60,7 @@ class Trainer:
             drop_last=True,
             **normalise,
             **augment,
-        )  # fmt: skip - the loader's arguments read as one sentence
+        )
         shard = slice(proc.rank, None, proc.world_size)
         self.monitor_loader = DeviceLoader(
             data.monitor_x[shard],
@@ -70,7 +70,7 @@ class Trainer:
             train=False,
             drop_last=False,
             **normalise,
-        )  # fmt: skip - the loader's arguments read as one sentence
+        )
         # The weights of the epoch with the best monitored accuracy (model_best.pt; evaluate scores them).
         self.best: dict[str, Any] = {"epoch": 0, "acc": -1.0, "model": None}
         self.steps = len(self.train_loader)

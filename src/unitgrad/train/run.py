@@ -107,7 +107,7 @@ def _write_outputs(
     wall_time_s: float,
     resumed_from: int,
     world_size: int,
-) -> None:  # fmt: skip - one parameter per line would make the signature longer than the body
+) -> None:
     with atomic_path(out_dir / "labels.npz") as tmp, tmp.open("wb") as handle:
         np.savez(
             handle,
@@ -115,7 +115,7 @@ def _write_outputs(
             noisy_labels=data.train_y,
             flip_mask=data.train_y != data.clean_y,
             monitor_indices=data.monitor_indices,
-        )  # fmt: skip - one array per line
+        )
     best = trainer.best
     for name, weights, extra in (
         ("model.pt", trainer.net.state_dict(), {}),
@@ -147,5 +147,5 @@ def _write_outputs(
         amp=resolve_amp(device, cfg.train.amp),  # what train.amp meant on this device
         torch_threads=torch.get_num_threads(),
         data_source=data.source,
-    )  # fmt: skip - the positional record fields on one line, the extras on the next
+    )
     write_json(out_dir / "run.json", record)
