@@ -18,10 +18,11 @@ import torch
 import yaml
 from fixtures.tiny_cifar import tiny_cifar, tiny_source
 
-from unitgrad import cli
+from unitgrad import cli, distributed
 from unitgrad.config import parse_params
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
+from unitgrad.optim import reference, train_step
 from unitgrad.provenance import git_state
 from unitgrad.run_config import RunConfig
 from unitgrad.runs import RunId
@@ -95,6 +96,41 @@ def test_every_optimizer_trains_and_writes_its_outputs(params, tmp_path, optimiz
     np.testing.assert_array_equal(labels["flip_mask"], labels["noisy_labels"] != clean)
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["optimizer"] == optimizer and run["config"]["epochs"] == epochs
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sam", "asam", "pugd", "ugd"])
+def test_the_trainer_steps_with_the_named_optimizer(params, optimizer):
+    """The Trainer's first step equals the reference loop of the named method on a copy of its network, with the
+    LR, weight decay and momentum of each of its param groups; and differs from plain SGD's step (float64)."""
+    params["train"]["amp"] = "none"
+    cfg = config(params, optimizer)
+    trainer = fit.Trainer(cfg, train_data.load_data(cfg), torch.device("cpu"), distributed.current())
+    x, y = next(iter(trainer.train_loader))
+    x, start = x.double(), copy.deepcopy(trainer.net.double())  # the optimizer keeps the converted parameters
+    index = {id(p): i for i, p in enumerate(trainer.net.parameters())}
+    steps = {}
+    for name in {optimizer, "sgd"}:
+        net = copy.deepcopy(start)
+        params_of = list(net.parameters())
+        groups = [
+            {"params": [params_of[index[id(p)]] for p in g["params"]], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+            for g in trainer.optimizer.param_groups
+        ]
+        own = {k: v for k, v in cfg.optimizer_kwargs.items() if k in ("rho", "eta")}
+        sgd = {"momentum": cfg.train.momentum, "nesterov": cfg.train.nesterov}
+        opt = (
+            torch.optim.SGD(groups, **sgd)
+            if name == "sgd"
+            else reference.OPTIMIZERS[name](groups, torch.optim.SGD, **own, **sgd)
+        )
+        train_step(opt, net, trainer.loss_fn, x, y)
+        steps[name] = list(net.parameters())
+    trainer.step(x, y)
+    for got, want in zip(trainer.net.parameters(), steps[optimizer]):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    moved = lambda ps: torch.cat([(a - b).flatten() for a, b in zip(ps, start.parameters())])
+    if optimizer != "sgd":  # the updates differ by far more than the tolerance
+        assert (moved(steps[optimizer]) - moved(steps["sgd"])).abs().max() > 1e-6
 
 
 def test_sam_family_resolves_rho_per_dataset_and_sgd_2x_doubles_epochs(params):
