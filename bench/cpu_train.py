@@ -15,6 +15,7 @@ Writes <out>/cpu_train.md and cpu_train.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import sys
@@ -31,8 +32,8 @@ from unitgrad import distributed, markdown
 from unitgrad.config import load_params
 from unitgrad.io import write_json, write_text
 from unitgrad.provenance import cpu_model
+from unitgrad.run_config import RunConfig
 from unitgrad.studies import selected_runs
-from unitgrad.train.config import RunConfig
 from unitgrad.train.data import load_data
 from unitgrad.train.fit import Trainer
 
@@ -78,8 +79,9 @@ def main() -> None:
     for optimizer in args.optimizers:
         for setting in args.settings:
             amp, channels_last, compile_ = SETTINGS[setting]
-            cfg = RunConfig.for_run(params, run.__class__(**{**run.__dict__, "optimizer": optimizer}), args.params)
-            cfg = cfg.__class__(**{**cfg.to_dict(), "amp": amp, "channels_last": channels_last, "compile": compile_})
+            cfg = RunConfig.for_run(params, dataclasses.replace(run, optimizer=optimizer), args.params)
+            setting_keys = {"amp": amp, "channels_last": channels_last, "compile": compile_}
+            cfg = dataclasses.replace(cfg, train=cfg.train.model_copy(update=setting_keys))
             trainer = Trainer(cfg, load_data(cfg), torch.device("cpu"), distributed.current())
             x, y = next(iter(trainer.train_loader))
             flops[optimizer, setting] = flops_per_image(trainer, x, y) if not compile_ else None
@@ -87,7 +89,7 @@ def main() -> None:
             trainer.run_epoch(0, lambda: None)  # warm-up: allocator, oneDNN primitives, compilation
             warmup[optimizer, setting] = time.perf_counter() - start
             trainers[optimizer, setting] = trainer
-    images = {key: t.steps * t.cfg.batch_size for key, t in trainers.items()}
+    images = {key: t.steps * t.cfg.train.batch_size for key, t in trainers.items()}
     best = dict.fromkeys(trainers, float("inf"))
     for epoch in range(1, args.epochs + 1):
         for key, trainer in trainers.items():  # interleaved: one epoch of each setting in turn
@@ -114,7 +116,7 @@ def main() -> None:
                 f"{100 * share:.1f} %",
                 f"{warmup[optimizer, setting]:.1f}",
             ]
-        )  # fmt: skip - one table row
+        )
         record.append(
             {
                 "optimizer": optimizer,
@@ -124,11 +126,11 @@ def main() -> None:
                 "flop_limit_share": share,
                 "warmup_epoch_s": warmup[optimizer, setting],
             }
-        )  # fmt: skip - one record
+        )
     header = ["optimizer", "setting", "img/s", "vs fp32", "SGD/this time", "MFLOP/img", "of FLOP limit", "warm-up s"]
     machine = f"{cpu_model()}, {os.cpu_count()} cores, {ghz:.2f} GHz, torch {torch.__version__}, {cores} thread(s)"
     cfg = next(iter(trainers.values())).cfg
-    what = f"{cfg.model}, batch {cfg.batch_size}, {images[next(iter(images))]} images/epoch, {args.params}"
+    what = f"{cfg.model}, batch {cfg.train.batch_size}, {images[next(iter(images))]} images/epoch, {args.params}"
     date = datetime.date.today().isoformat()
     text = "\n".join(
         [
@@ -141,7 +143,7 @@ def main() -> None:
             *markdown.table(header, rows),
             "",
         ]
-    )  # fmt: skip - the report's lines
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     write_text(args.out / "cpu_train.md", text)
     write_json(args.out / "cpu_train.json", {"date": date, "machine": machine, "run": what, "rows": record})

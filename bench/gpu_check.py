@@ -28,9 +28,10 @@ from harness import (
     check_loop_reference,
     format_reference_check,
     make_optimizer,
-    run_two_pass_step,
     synchronize,
 )
+
+from unitgrad.optim import train_step
 
 METHODS = ("sgd", "sam", "pugd")
 # issue 6's GPU targets: the first two for WRN-28-10, the loop speed-up and sync freedom for every row
@@ -85,7 +86,7 @@ CPU_DRY_RUN = dataclasses.replace(
     fp16_steps=3,
     estimate_models=("cifar_resnet20",),
     estimate_batch=8,
-)  # fmt: skip - the dry run's sizes in rows that follow GPU's fields
+)
 
 
 def parse_args(argv):
@@ -100,26 +101,11 @@ def parse_args(argv):
 
 def make_step(method: str, model, device):
     """`step(x, y) -> loss`: one full training step of `method` under bf16 autocast."""
-    from unitgrad.optim import bn_update_disabled
+    opt = make_optimizer("unitgrad", method, list(model.parameters()))
+    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16)
 
-    def loss_fn(m, x, y):
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            return torch.nn.functional.cross_entropy(m(x), y)
-
-    if method == "sgd":
-        opt = make_optimizer("unitgrad", "sgd", list(model.parameters()))
-
-        def step(x, y):
-            opt.zero_grad()
-            loss = loss_fn(model, x, y)
-            loss.backward()
-            opt.step()
-            return loss
-    else:
-        opt = make_optimizer("unitgrad", method, list(model.parameters()))
-
-        def step(x, y):
-            return run_two_pass_step(model, opt, lambda m: loss_fn(m, x, y), bn_update_disabled)
+    def step(x, y):
+        return train_step(opt, model, torch.nn.functional.cross_entropy, x, y, autocast=autocast)[0]
 
     return step
 
@@ -216,7 +202,7 @@ def fp16_check(sizes: Sizes, device) -> dict:
     """PUGD and SAM under fp16 autocast with GradScaler: a fixed batch is fitted with finite losses, and an
     inf injected into either pass skips the whole step (weights unchanged, scale halved)."""
     from unitgrad.models import create_model
-    from unitgrad.optim import bn_update_disabled, create_optimizer
+    from unitgrad.optim import create_optimizer
 
     x = torch.randn(sizes.epoch_batch, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (sizes.epoch_batch,), device=device)
@@ -226,26 +212,18 @@ def fp16_check(sizes: Sizes, device) -> dict:
         model = create_model(sizes.epoch_model, num_classes=10).to(device, memory_format=torch.channels_last)
         opt = create_optimizer(method, list(model.parameters()), base="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4)
         scaler = torch.amp.GradScaler(device.type, init_scale=2.0**12)
-
-        def poison(grad):  # channels_last grads cannot be viewed flat: index the first element
-            grad[(0,) * grad.dim()] = torch.inf
+        autocast = functools.partial(torch.autocast, device.type, dtype=torch.float16)
 
         def step(inject=None):
-            opt.zero_grad()
-            with torch.autocast(device.type, dtype=torch.float16):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
-            scaler.scale(loss).backward()
-            if inject == "first":
-                poison(next(model.parameters()).grad)
-            opt.first_step()
-            with bn_update_disabled(model), torch.autocast(device.type, dtype=torch.float16):
-                second = torch.nn.functional.cross_entropy(model(x), y)
-            scaler.scale(second).backward()
-            if inject == "second":
-                poison(next(model.parameters()).grad)
-            opt.second_step(scaler)
+            passes = iter(("first", "second"))
+
+            def loss_fn(logits, y):  # an infinite loss in the pass `inject` names: that pass overflows
+                loss = torch.nn.functional.cross_entropy(logits, y)
+                return loss * torch.inf if next(passes) == inject else loss
+
+            loss = train_step(opt, model, loss_fn, x, y, autocast=autocast, scaler=scaler)[0]
             scaler.update()
-            return loss.detach()
+            return loss
 
         losses = torch.stack([step() for _ in range(sizes.fp16_steps)]).float().cpu()
         skipped = {}
@@ -454,8 +432,8 @@ def render(result: dict) -> str:
     if "loop_reference_check" in result:
         lines += [
             "",
-            "Baselines (bench/loop_reference.py) against unitgrad.optim on this device, float64, max |Δw| after "
-            "3 steps: "
+            "Baselines (unitgrad.optim.reference, bench/lean_loop.py) against unitgrad.optim on this device, "
+            "float64, max |Δw| after 3 steps: "
             + format_reference_check(result["loop_reference_check"])
             + ". Loop: written like the papers' reference code (a fresh e per parameter, w restored by subtracting "
             "it); lean loop: buffers allocated once, ops in place.",

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             ],
         ),
-    ]  # fmt: skip - one phase per row
+    ]
     print(f"gpu_quick: {facts['device']}; work folder {work}; {len(runs)} runs, {k} at once", flush=True)
     for title, commands in steps:
         start = time.perf_counter()

@@ -15,16 +15,16 @@ import time
 from collections.abc import Callable
 
 import torch
-from loop_reference import LEAN_LOOP_OPTIMIZERS, LOOP_OPTIMIZERS
+from lean_loop import LEAN_LOOP_OPTIMIZERS
 
-from unitgrad.optim import create_optimizer
+from unitgrad.optim import create_optimizer, reference, train_step
 
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 TWO_PASS_METHODS = ("sam", "asam", "pugd")
 # The training recipe of the paper scale (params.paper.yaml); timing does not depend on the values.
 BASE_KWARGS = {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}
 METHOD_KWARGS = {"sam": {"rho": 0.05}, "asam": {"rho": 0.5, "eta": 0.01}, "pugd": {"rho": 1.0}}
-BASELINES = {"loop": LOOP_OPTIMIZERS, "lean_loop": LEAN_LOOP_OPTIMIZERS}
+BASELINES = {"loop": reference.OPTIMIZERS, "lean_loop": LEAN_LOOP_OPTIMIZERS}
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 
 
@@ -167,13 +167,13 @@ def check_loop_reference(device="cpu", steps: int = 3, atol: float = 1e-10) -> d
         for impl, model in nets.items():
             opt = make_optimizer(impl, method, list(model.parameters()))
             for _ in range(steps):
-                run_two_pass_step(model, opt, lambda m: torch.nn.functional.cross_entropy(m(x), y))
+                train_step(opt, model, torch.nn.functional.cross_entropy, x, y, bn_first_pass_only=False)
         for baseline in BASELINES:
             diff = max(
                 (a - b).abs().max().item() for a, b in zip(nets["unitgrad"].parameters(), nets[baseline].parameters())
             )
             assert diff <= atol, (
-                f"{method}: unitgrad.optim and bench/loop_reference.py's {baseline} differ by {diff:.3g} "
+                f"{method}: unitgrad.optim and the {baseline} baseline differ by {diff:.3g} "
                 f"(> {atol:g}); the speed baseline must compute the same update"
             )
             diffs[baseline][method] = diff
@@ -186,18 +186,3 @@ def format_reference_check(diffs: dict[str, dict[str, float]]) -> str:
         f"{baseline}: " + ", ".join(f"{method} {diff:.1e}" for method, diff in by_method.items())
         for baseline, by_method in diffs.items()
     )
-
-
-def run_two_pass_step(model, opt, loss_fn: Callable, second_pass_context=None):
-    """One SAM-family step as training does it: backward at w, first_step, backward at w+e, second_step."""
-    opt.zero_grad()
-    loss = loss_fn(model)
-    loss.backward()
-    opt.first_step()
-    if second_pass_context is None:
-        loss_fn(model).backward()
-    else:
-        with second_pass_context(model):
-            loss_fn(model).backward()
-    opt.second_step()
-    return loss

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unitgrad.config import load_params, parse_params
+from unitgrad.run_config import RunConfig
 from unitgrad.schema import Params
 from unitgrad.studies import selected_runs
-from unitgrad.train.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,8 +127,10 @@ def project(params: Params, step_time: StepTimes, source: str = "params.paper.ya
         epochs = set()
         for run in runs:
             cfg = RunConfig.for_run(params, run, source)
-            images = cfg.train_per_class * CLASSES[cfg.dataset] if cfg.train_per_class else FULL_TRAIN
-            seconds = cfg.epochs * (images // cfg.batch_size) * step_time(cfg.model, cfg.method, cfg.batch_size)
+            images = cfg.loader.train_per_class * CLASSES[cfg.dataset] if cfg.loader.train_per_class else FULL_TRAIN
+            seconds = (
+                cfg.epochs * (images // cfg.train.batch_size) * step_time(cfg.model, cfg.method, cfg.train.batch_size)
+            )
             by_model[cfg.model] = by_model.get(cfg.model, 0.0) + seconds / 3600
             epochs.add(cfg.epochs)
         result.append(StudyHours(name, len(runs), tuple(sorted(epochs)), sum(by_model.values()), by_model))

@@ -40,7 +40,6 @@ from harness import (
     format_reference_check,
     keep_freed_memory,
     make_optimizer,
-    run_two_pass_step,
     synchronize,
 )
 from PIL import Image
@@ -51,7 +50,7 @@ from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_json, write_text
 from unitgrad.models import create_model
-from unitgrad.optim import bn_update_disabled
+from unitgrad.optim import train_step
 from unitgrad.provenance import cpu_model
 
 IMPLEMENTATIONS = ("unitgrad", "loop", "lean_loop")
@@ -211,7 +210,6 @@ def bench_optimizer_work(cfg: Config, device: torch.device) -> dict:
 def bench_msharpness(cfg: Config, device: torch.device) -> dict:
     """Training step of each two-pass method with chunks of m images (m-sharpness) over the whole-batch step."""
     from unitgrad.models import create_model
-    from unitgrad.optim import two_pass_step
 
     m = min(cfg.sharpness_m, cfg.step_batch // 2)
     torch.manual_seed(0)
@@ -229,7 +227,7 @@ def bench_msharpness(cfg: Config, device: torch.device) -> dict:
         for (method, chunk), (model, opt) in runs.items():
             synchronize(device)
             start = clock()
-            two_pass_step(opt, model, torch.nn.functional.cross_entropy, x, y, m=chunk)
+            train_step(opt, model, torch.nn.functional.cross_entropy, x, y, m=chunk)
             synchronize(device)
             if repeat:
                 times[(method, chunk)].append(clock() - start)
@@ -247,30 +245,17 @@ def bench_step_ratio(cfg: Config, device: torch.device) -> dict:
     base_model = create_model(cfg.step_model, num_classes=10).to(device)
     x = torch.randn(cfg.step_batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (cfg.step_batch,), device=device)
-    loss_fn = lambda m: torch.nn.functional.cross_entropy(m(x), y)
-
-    def sgd_step(model, opt):
-        opt.zero_grad()
-        loss_fn(model).backward()
-        opt.step()
-
-    def two_pass_step(model, opt):
-        run_two_pass_step(model, opt, loss_fn, bn_update_disabled)
-
     runs = {}
     for method in ("sgd", *TWO_PASS_METHODS):
         model = copy.deepcopy(base_model)
-        if method == "sgd":
-            runs[method] = (model, make_optimizer("unitgrad", "sgd", list(model.parameters())), sgd_step)
-        else:
-            runs[method] = (model, make_optimizer("unitgrad", method, list(model.parameters())), two_pass_step)
+        runs[method] = (model, make_optimizer("unitgrad", method, list(model.parameters())))
     clock = CLOCKS[cfg.clock]
     times = {method: [] for method in runs}
     for repeat in range(cfg.step_repeats + 1):
-        for method, (model, opt, step) in runs.items():
+        for method, (model, opt) in runs.items():
             synchronize(device)
             start = clock()
-            step(model, opt)
+            train_step(opt, model, torch.nn.functional.cross_entropy, x, y)
             synchronize(device)
             if repeat:
                 times[method].append(clock() - start)
@@ -378,8 +363,8 @@ def render_markdown(summary: dict) -> str:
         "",
         (
             "Perturb + restore + normalise + SGD base step (momentum 0.9, weight decay 5e-4), gradients "
-            "pre-filled, float32. Baselines in `bench/loop_reference.py`, both checked to agree with "
-            "`unitgrad.optim` to ≤ 1e-10 in float64 before timing (max |Δw| "
+            "pre-filled, float32. Baselines `unitgrad.optim.reference` (loop) and `bench/lean_loop.py`, both "
+            "checked to agree with `unitgrad.optim` to ≤ 1e-10 in float64 before timing (max |Δw| "
             + format_reference_check(summary["loop_reference_check"])
             + "): **loop** is written like the papers' reference code (a fresh tensor for each parameter's e, "
             "w restored by subtracting it); **lean loop** is the same loop with buffers allocated once and "
@@ -470,7 +455,7 @@ def render_markdown(summary: dict) -> str:
         f"## m-sharpness: chunks of m = {ms['m']} vs the whole batch ({ms['model']}, batch {ms['batch']})",
         "",
         (
-            "`unitgrad.optim.two_pass_step`: each chunk perturbs with its own gradient (SAM's per-accelerator "
+            "`unitgrad.optim.train_step`: each chunk perturbs with its own gradient (SAM's per-accelerator "
             "protocol on one device). Same images per step, in batch/m smaller forward/backward pairs plus the "
             "perturb/restore per chunk; whether that is slower (small kernels) or faster (cache) is measured here."
         ),

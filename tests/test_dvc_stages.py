@@ -14,7 +14,7 @@ import yaml
 from dvc.repo import Repo
 from pydantic import BaseModel
 
-from unitgrad import evaluate, params_check, pipeline, toy, train
+from unitgrad import evaluate, params_check, pipeline, run_config, toy
 from unitgrad.cli import COMMANDS
 from unitgrad.config import load_params
 from unitgrad.data import cli as data_cli
@@ -31,7 +31,7 @@ READS = {
     "check": params_check.READS,
     "prepare": data_cli.prepare_reads("${item.dataset}"),
     "corrupt": data_cli.CORRUPT_READS,
-    **{f"train_{study}": train.reads("${item.study}", "${item.optimizer}") for study in STUDIES},
+    **{f"train_{study}": run_config.reads("${item.study}", "${item.optimizer}") for study in STUDIES},
     **{f"evaluate_{study}": evaluate.reads("${item.study}") for study in STUDIES},
     "toy": toy.READS,
     **{f"report_{step}": keys for step, keys in report_cli.READS.items()},

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from unitgrad.config import parse_params, read_yaml
+from unitgrad.run_config import RunConfig
 from unitgrad.studies import selected_runs
-from unitgrad.train.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -26,11 +26,9 @@ def test_quick_params_validate_and_select_the_quick_runs(sizes, device):
         (o, s) for o in ("sgd", "sam", "pugd") for s in sizes.seeds
     )
     cfg = RunConfig.for_run(params, runs[0], "quick params")
-    # fmt: skip below: the four expected settings on one line, as the left side names them
-    assert (cfg.epochs, cfg.batch_size, cfg.train_per_class, cfg.device) == (
-        sizes.epochs, sizes.batch_size, sizes.train_per_class, device,
-    )  # fmt: skip
-    assert cfg.warmup_epochs < cfg.epochs
+    settings = (cfg.epochs, cfg.train.batch_size, cfg.loader.train_per_class, cfg.train.device)
+    assert settings == (sizes.epochs, sizes.batch_size, sizes.train_per_class, device)
+    assert cfg.train.warmup_epochs < cfg.epochs
     assert params.report.main_study == params.report.noise_study == "main"
     assert params.data.sources == {"cifar10": "cifar10-jpeg.tar.gz"}
     assert base["studies"].keys() == read_yaml(ROOT / "params.yaml")["studies"].keys()

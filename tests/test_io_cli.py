@@ -112,11 +112,3 @@ def test_report_commands_start_without_torch_timm_or_dvclive():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-
-
-def test_train_package_exports_load_on_first_use():
-    import unitgrad.train
-
-    assert unitgrad.train.train_run.__module__ == "unitgrad.train.run"
-    with pytest.raises(AttributeError, match="no attribute 'nope'"):
-        unitgrad.train.nope  # noqa: B018

@@ -1,6 +1,6 @@
 """DDP on gloo, 2 CPU processes: per-replica perturbation, synchronised second pass, same update as a reference.
 
-m-sharpness: one process stepping on both replicas' images with `two_pass_step(m=16)` makes the update of the
+m-sharpness: one process stepping on both replicas' images with `train_step(m=16)` makes the update of the
 2-process run, and m = 8 (under DDP or on one device) that of 4 replicas perturbing on their own.
 """
 
@@ -17,7 +17,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn.parallel import DistributedDataParallel
 
-from unitgrad.optim import bn_update_disabled, create_optimizer, two_pass_step
+from unitgrad.optim import create_optimizer, train_step
 from unitgrad.optim.ddp import first_pass_no_sync
 
 WORLD = 2
@@ -51,18 +51,12 @@ def _worker(rank, port, out_path):
         model = DistributedDataParallel(make_model())
         opt = create_optimizer(method, model.parameters(), **cfg, **SGD)
         for t in range(STEPS):
-            opt.zero_grad()
-            with first_pass_no_sync(model):
-                F.cross_entropy(model(x[t, rank]), y[t, rank]).backward()
-            opt.first_step()
-            with bn_update_disabled(model):
-                F.cross_entropy(model(x[t, rank]), y[t, rank]).backward()
-            opt.second_step()
+            train_step(opt, model, F.cross_entropy, x[t, rank], y[t, rank])
         results[method] = [p.detach().clone() for p in model.parameters()]
         model = DistributedDataParallel(make_model())  # two chunks of 8 per replica: 4 perturbations in all
         opt = create_optimizer(method, model.parameters(), **cfg, **SGD)
         for t in range(STEPS):
-            two_pass_step(opt, model, F.cross_entropy, x[t, rank], y[t, rank], m=8)
+            train_step(opt, model, F.cross_entropy, x[t, rank], y[t, rank], m=8)
         results[f"{method}_m8"] = [p.detach().clone() for p in model.parameters()]
     torch.save(results, f"{out_path}.{rank}")
     dist.destroy_process_group()
@@ -142,7 +136,7 @@ def test_one_device_m_sharpness_matches_ddp_with_per_replica_perturbation(replic
         model = make_model()
         opt = create_optimizer(method, model.parameters(), **cfg, **SGD)
         for t in range(STEPS):
-            two_pass_step(opt, model, F.cross_entropy, x[t].reshape(-1, 5), y[t].reshape(-1), m=m)
+            train_step(opt, model, F.cross_entropy, x[t].reshape(-1, 5), y[t].reshape(-1), m=m)
         ddp_run = replicas[0][method if m == 16 else f"{method}_m8"]
         for got, want, hand in zip(model.parameters(), ddp_run, reference(method, cfg, chunks=16 // m)):
             torch.testing.assert_close(got.detach(), want, rtol=0, atol=1e-12)

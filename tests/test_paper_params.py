@@ -10,8 +10,8 @@ import pytest
 from unitgrad.config import load_params
 from unitgrad.report.aggregate import protocol
 from unitgrad.report.references import DIRECTIONAL, FULL_TRAIN_SIZE, PUBLISHED
+from unitgrad.run_config import RunConfig
 from unitgrad.studies import selected_runs
-from unitgrad.train.config import RunConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_params(ROOT / "params.paper.yaml")

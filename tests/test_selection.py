@@ -20,7 +20,7 @@ def _report(tmp_path, params, capsys):
         str(tmp_path / "results" / "runs"),
         "--results",
         str(tmp_path / "results"),
-    ]  # fmt: skip - the CLI's arguments as one command line
+    ]
     code = cli.main(["report", "aggregate", *args])
     return code, capsys.readouterr().err
 

@@ -7,9 +7,9 @@ from fixtures.params import project_params
 from unitgrad import cli
 from unitgrad.config import load_params, parse_params
 from unitgrad.errors import UnitgradError
+from unitgrad.run_config import RunConfig
 from unitgrad.runs import RunId
 from unitgrad.studies import resolve, selected_runs
-from unitgrad.train.config import RunConfig
 
 NOISE = {
     "source": "SAM Table 4",
@@ -62,7 +62,7 @@ def test_set_then_the_matching_rules_in_order():
         ({"train.batch_size": 0}, "train.batch_size: input should be greater than or equal to 1, got 0"),
         ({"optim.sam.m": 48}, "optim.sam.m: 48 does not divide train.batch_size (128)"),
     ],
-)  # fmt: skip - one bad override and its message per line
+)
 def test_a_bad_override_is_one_line_naming_the_study_and_key(tmp_path, capsys, overrides, message):
     path = tmp_path / "other.yaml"
     path.write_text(yaml.safe_dump(_params({**NOISE, "set": overrides, "when": []})))

@@ -18,14 +18,18 @@ import torch
 import yaml
 from fixtures.tiny_cifar import tiny_cifar, tiny_source
 
-from unitgrad import cli, train
+from unitgrad import cli, distributed
 from unitgrad.config import parse_params
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
+from unitgrad.optim import reference, train_step
 from unitgrad.provenance import git_state
+from unitgrad.run_config import RunConfig
 from unitgrad.runs import RunId
 from unitgrad.train import data as train_data
 from unitgrad.train import fit
+from unitgrad.train.run import train_run
+from unitgrad.train.schedule import param_groups, warmup_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = {"dataset": "cifar10", "model": "cifar_resnet8", "seed": 0, "noise": 0.0}
@@ -51,7 +55,7 @@ def train_argv(tmp_path, params_file, optimizer="sgd", *options):
 
 
 def config(params, optimizer="sgd", **run):
-    return train.RunConfig.from_params(parse_params(params), optimizer=optimizer, **{**RUN, **run})
+    return RunConfig.from_params(parse_params(params), optimizer=optimizer, **{**RUN, **run})
 
 
 def load_model(path):
@@ -71,7 +75,7 @@ def tsv_steps(out, name):
 def test_every_optimizer_trains_and_writes_its_outputs(params, tmp_path, optimizer):
     cfg = config(params, optimizer, noise=0.5)
     out = tmp_path / "train"
-    metrics = train.train_run(cfg, out)
+    metrics = train_run(cfg, out)
 
     epochs = 2 if optimizer == "sgd_2x" else 1
     assert cfg.epochs == epochs and cfg.method == optimizer.removesuffix("_2x")
@@ -94,6 +98,41 @@ def test_every_optimizer_trains_and_writes_its_outputs(params, tmp_path, optimiz
     assert run["config"]["optimizer"] == optimizer and run["config"]["epochs"] == epochs
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "sam", "asam", "pugd", "ugd"])
+def test_the_trainer_steps_with_the_named_optimizer(params, optimizer):
+    """The Trainer's first step equals the reference loop of the named method on a copy of its network, with the
+    LR, weight decay and momentum of each of its param groups; and differs from plain SGD's step (float64)."""
+    params["train"]["amp"] = "none"
+    cfg = config(params, optimizer)
+    trainer = fit.Trainer(cfg, train_data.load_data(cfg), torch.device("cpu"), distributed.current())
+    x, y = next(iter(trainer.train_loader))
+    x, start = x.double(), copy.deepcopy(trainer.net.double())  # the optimizer keeps the converted parameters
+    index = {id(p): i for i, p in enumerate(trainer.net.parameters())}
+    steps = {}
+    for name in {optimizer, "sgd"}:
+        net = copy.deepcopy(start)
+        params_of = list(net.parameters())
+        groups = [
+            {"params": [params_of[index[id(p)]] for p in g["params"]], "lr": g["lr"], "weight_decay": g["weight_decay"]}
+            for g in trainer.optimizer.param_groups
+        ]
+        own = {k: v for k, v in cfg.optimizer_kwargs.items() if k in ("rho", "eta")}
+        sgd = {"momentum": cfg.train.momentum, "nesterov": cfg.train.nesterov}
+        opt = (
+            torch.optim.SGD(groups, **sgd)
+            if name == "sgd"
+            else reference.OPTIMIZERS[name](groups, torch.optim.SGD, **own, **sgd)
+        )
+        train_step(opt, net, trainer.loss_fn, x, y)
+        steps[name] = list(net.parameters())
+    trainer.step(x, y)
+    for got, want in zip(trainer.net.parameters(), steps[optimizer]):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    moved = lambda ps: torch.cat([(a - b).flatten() for a, b in zip(ps, start.parameters())])
+    if optimizer != "sgd":  # the updates differ by far more than the tolerance
+        assert (moved(steps[optimizer]) - moved(steps["sgd"])).abs().max() > 1e-6
+
+
 def test_sam_family_resolves_rho_per_dataset_and_sgd_2x_doubles_epochs(params):
     params["train"]["epochs"] = 3
     assert config(params, "sam").optimizer_kwargs["rho"] == 0.05
@@ -113,15 +152,15 @@ def test_config_hash_ignores_what_cannot_change_the_result(params):
 
 
 def test_warmup_cosine_schedule_and_param_groups():
-    factors = [train.warmup_cosine(s, warmup_steps=2, total_steps=6) for s in range(6)]
+    factors = [warmup_cosine(s, warmup_steps=2, total_steps=6) for s in range(6)]
     assert factors[:3] == [0.5, 1.0, 1.0] and factors[-1] == pytest.approx(0.5 * (1 + math.cos(math.pi * 3 / 4)))
     assert all(a >= b for a, b in itertools.pairwise(factors[1:]))
     model = create_model("cifar_resnet8", 10)
-    decay, no_decay = train.param_groups(model, no_weight_decay_bn_bias=True)
+    decay, no_decay = param_groups(model, no_weight_decay_bn_bias=True)
     assert no_decay["weight_decay"] == 0.0 and all(p.ndim <= 1 for _, p in no_decay["params"])
     assert next(name for name, _ in decay["params"]) == next(iter(dict(model.named_parameters())))  # for ASAM's rule
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
-    assert len(train.param_groups(model, no_weight_decay_bn_bias=False)) == 1
+    assert len(param_groups(model, no_weight_decay_bn_bias=False)) == 1
 
 
 def test_run_id_layout_round_trips():
@@ -156,15 +195,15 @@ def killing_loader(after_batches):
 def test_resume_after_a_mid_epoch_kill_is_bit_identical(params, tmp_path, monkeypatch, capsys):
     params["train"]["epochs"] = 3
     cfg = config(params, "pugd", noise=0.2)
-    expected = train.train_run(cfg, tmp_path / "straight")
+    expected = train_run(cfg, tmp_path / "straight")
 
     with monkeypatch.context() as patch:
         patch.setattr(fit, "DeviceLoader", killing_loader(after_batches=4))  # epoch 2 of 3, second step
         with pytest.raises(Killed):
-            train.train_run(cfg, tmp_path / "resumed")
+            train_run(cfg, tmp_path / "resumed")
     assert torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (tmp_path / "resumed" / "model.pt").exists()
-    got = train.train_run(cfg, tmp_path / "resumed")
+    got = train_run(cfg, tmp_path / "resumed")
     assert "resuming from" in capsys.readouterr().out
 
     for name in ("train", "test"):
@@ -190,16 +229,16 @@ def test_resume_after_a_mid_epoch_kill_is_bit_identical(params, tmp_path, monkey
 def test_resume_rebuilds_deleted_dvclive_files_and_other_configs_start_fresh(params, tmp_path, capsys):
     params["train"]["epochs"] = 2
     out = tmp_path / "train"
-    train.train_run(config(params), out)
+    train_run(config(params), out)
     before = (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text()
     for stale in (out / "dvclive", out / "model.pt"):  # as `dvc repro` does with non-persistent outputs
         subprocess.run(["rm", "-r", str(stale)], check=True)
-    train.train_run(config(params), out)
+    train_run(config(params), out)
     assert (out / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").read_text() == before
     assert (out / "model.pt").is_file()
 
     params["train"]["lr"] = 0.05
-    train.train_run(config(params), out)
+    train_run(config(params), out)
     assert "another config: starting fresh" in capsys.readouterr().out
     assert json.loads((out / "run.json").read_text())["config"]["optimizer_kwargs"]["lr"] == 0.05
 
@@ -215,7 +254,7 @@ def test_nan_loss_stops_with_one_line_error_and_keeps_last_good_checkpoint(param
     monkeypatch.setattr(fit, "DeviceLoader", PoisonedLoader)
     out = tmp_path / "train"
     with pytest.raises(UnitgradError, match=r"^loss became nan at epoch 2/2 step 1/3: lower train.lr") as info:
-        train.train_run(config(params, "sam"), out)
+        train_run(config(params, "sam"), out)
     assert "\n" not in str(info.value)
     checkpoint = torch.load(out / "checkpoint.pt", weights_only=True)
     assert checkpoint["epoch"] == 1 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())

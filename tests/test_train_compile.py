@@ -10,9 +10,10 @@ import torch
 import yaml
 from fixtures.tiny_cifar import tiny_cifar, tiny_source
 
-from unitgrad import train
 from unitgrad.config import parse_params
+from unitgrad.run_config import RunConfig
 from unitgrad.train import data as train_data
+from unitgrad.train.run import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS = 2, 3  # 60 images in batches of 16
@@ -34,10 +35,10 @@ def test_compiled_two_pass_training_matches_eager_without_recompiling(optimizer,
     results = {}
     for compiled in (False, True):
         params["train"]["compile"] = compiled
-        cfg = train.RunConfig.from_params(parse_params(params), **run)
+        cfg = RunConfig.from_params(parse_params(params), **run)
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        results[compiled] = train.train_run(cfg, tmp_path / f"compile{compiled}")
+        results[compiled] = train_run(cfg, tmp_path / f"compile{compiled}")
         graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
         if compiled:
             # the first pass, the second (BatchNorm frozen): a few graphs for 2 epochs × 3 steps × 2 passes

@@ -19,9 +19,9 @@ from unitgrad.device import resolve_amp, resolve_device
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_text
 from unitgrad.provenance import device_name
+from unitgrad.run_config import RunConfig
 from unitgrad.schema import Params
 from unitgrad.studies import selected_runs
-from unitgrad.train.config import RunConfig
 
 CLASSES = {"cifar10": 10, "cifar100": 100}
 READS = tuple(Params.model_fields)  # the whole file
@@ -54,8 +54,11 @@ def plan(params: Params, source: str = "params.yaml") -> list[tuple[str, int, st
         runs = selected_runs(params, name)
         configs = [RunConfig.for_run(params, run, source) for run in runs]
         epochs = {cfg.optimizer: cfg.epochs for cfg in configs}
-        images = {cfg.train_per_class * CLASSES[cfg.dataset] if cfg.train_per_class else "all" for cfg in configs}
-        batches = sorted({cfg.batch_size for cfg in configs})
+        images = {
+            cfg.loader.train_per_class * CLASSES[cfg.dataset] if cfg.loader.train_per_class else "all"
+            for cfg in configs
+        }
+        batches = sorted({cfg.train.batch_size for cfg in configs})
         what = (
             f"{', '.join(study.models)} on {', '.join(study.datasets)}, noise {'/'.join(map(str, study.noise))} %; "
             f"epochs: {', '.join(f'{o} {e}' for o, e in epochs.items())}; batch {'/'.join(map(str, batches))}; "

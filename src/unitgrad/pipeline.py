@@ -113,7 +113,7 @@ def _definitions() -> dict[str, list[str]]:
         f"      - {run}/train/run.json: {{cache: false}}",
         f"      - {run}/train/dvclive: {{cache: false}}",
         f"      - {run}/train/checkpoint.pt: {{persist: true, cache: false}}   # resumes an interrupted run",
-    ]  # fmt: skip - the stage's fields in dvc.yaml's order
+    ]
     evaluate = [
         f"    cmd: unitgrad evaluate {run}",
         *_flow(
@@ -131,7 +131,7 @@ def _definitions() -> dict[str, list[str]]:
             ["evaluate", "train.device", "train.amp", "train.channels_last", "studies.${item.study}.corruptions"],
         ),
         f'    outs: ["{run}/eval.json": {{cache: false}}]',
-    ]  # fmt: skip - the stage's fields in dvc.yaml's order
+    ]
     return {"train": train, "evaluate": evaluate}
 
 

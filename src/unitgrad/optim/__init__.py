@@ -1,5 +1,8 @@
 """SAM, ASAM, PUGD and UGD around any torch optimizer, plus a factory and the BatchNorm/DDP/AMP helpers.
 
+`unitgrad.optim.reference` states each update as a plain per-parameter loop; the classes here compute the same
+updates with foreach ops on reused buffers.
+
 Usage in your own training loop::
 
     import torch
@@ -23,9 +26,9 @@ fp16: `scaler.scale(loss).backward()` in both passes and `opt.second_step(scaler
 `opt.step(closure, scaler=scaler)`), then `scaler.update()`; the whole step is skipped if either pass
 overflowed. DDP: run the first pass under `unitgrad.optim.ddp.first_pass_no_sync(model)`.
 
-A training loop can leave all of that to `two_pass_step(opt, model, loss_fn, x, y, m=32)`, which also does
-m-sharpness (each chunk of m images perturbs with its own gradient; see `unitgrad.optim.step`) through
-`first_step`, `accumulate_chunk` and `accumulated_step`. ASAM's `rule="official"` (T only for parameters named
+A training loop can leave all of that to `train_step(opt, model, loss_fn, x, y, m=32)`, the step of unitgrad's
+trainer, which also does m-sharpness (each chunk of m images perturbs with its own gradient, then `restore()`;
+see `unitgrad.optim.step`). ASAM's `rule="official"` (T only for parameters named
 "*weight*", as SamsungLabs/ASAM) takes `model.named_parameters()`.
 """
 
@@ -37,6 +40,7 @@ from typing import Any
 import torch
 
 from unitgrad.errors import UnitgradError
+from unitgrad.optim import reference
 from unitgrad.optim._base import TwoPassOptimizer, WrappedOptimizer
 from unitgrad.optim._foreach import fused_supported
 from unitgrad.optim.asam import ASAM
@@ -44,7 +48,7 @@ from unitgrad.optim.bn import bn_update_disabled
 from unitgrad.optim.ddp import first_pass_no_sync
 from unitgrad.optim.pugd import PUGD
 from unitgrad.optim.sam import SAM
-from unitgrad.optim.step import chunk_size, method_name, two_pass_step
+from unitgrad.optim.step import chunk_size, is_two_pass, method_name, train_step
 from unitgrad.optim.ugd import UGD
 
 __all__ = [
@@ -61,7 +65,8 @@ __all__ = [
     "first_pass_no_sync",
     "is_two_pass",
     "method_name",
-    "two_pass_step",
+    "reference",
+    "train_step",
 ]
 
 # name -> (wrapper class or None for the plain base optimizer, the wrapper's own hyper-parameters)
@@ -133,8 +138,3 @@ def _materialised(params: Iterable[Any]) -> tuple[list[Any], list[Any]]:
             tensors.append(item)
         items.append(item)
     return items, [t[1] if isinstance(t, tuple) and len(t) == 2 else t for t in tensors]
-
-
-def is_two_pass(optimizer: torch.optim.Optimizer) -> bool:
-    """True for SAM, ASAM and PUGD: they need a second forward/backward at the perturbed weights."""
-    return isinstance(optimizer, TwoPassOptimizer)

@@ -19,9 +19,8 @@ from unitgrad.errors import UnitgradError
 from unitgrad.optim._foreach import Bucket, add_scaled_, buckets, global_norm, has_grad
 
 EPS = 1e-12  # added to every norm in a denominator
-_SAVED = "w"  # state key: the weights at w while the optimizer is between first_step and second_step
+_SAVED = "w"  # state key: the weights at w while the optimizer is between first_step and restore
 _SCRATCH = "scratch"  # state key: a parameter-sized work buffer, never checkpointed
-_ACCUMULATED = "acc"  # state key: the weighted sum of the chunks' second-pass gradients during a chunked step
 
 
 def check_nonnegative(name: str, value: Any) -> float:
@@ -92,22 +91,19 @@ class TwoPassOptimizer(WrappedOptimizer):
     Subclasses define the direction d and the optional element-wise factor a (`_direction`), whether the first
     pass's gradient is dropped before the second pass (`zero_grad_between_passes`), and what is done to the
     second-pass gradient before the base step (`_prepare_step`). `first_step` turns d into e in place: it must
-    be a buffer of this optimizer, or gradients that are dropped afterwards.
+    be a buffer of this optimizer, or gradients that are dropped afterwards. `restore` puts w back without a
+    step (m-sharpness: `unitgrad.optim.train_step` sums the chunks' gradients in between).
     """
 
     zero_grad_between_passes = True
-    _first_pass_finite: Tensor | None = None
-    _chunks_finite: Tensor | None = None
-    _mid_step = False  # between first_step and second_step: the saved weights are live
-    _accumulating = False  # inside a chunked step (accumulate_chunk called, accumulated_step not yet)
+    _first_pass_finite: Tensor | None = None  # every first pass since the last base step was finite
+    _mid_step = False  # between first_step and restore: the saved weights are live
 
     def state_dict(self) -> dict[str, Any]:
-        """As `WrappedOptimizer.state_dict`; the saved weights (the accumulated gradients) only while live."""
+        """As `WrappedOptimizer.state_dict`; the saved weights only while live."""
         state_dict = super().state_dict()
-        # Stale buffers are left out to keep checkpoints lean: the scratch always, the saved w between steps,
-        # the accumulated gradients outside a chunked step.
+        # Stale buffers are left out to keep checkpoints lean: the scratch always, the saved w between steps.
         stale = {_SCRATCH} | ({_SAVED} if not self._mid_step else set())
-        stale |= {_ACCUMULATED} if not self._accumulating else set()
         own = {i: {k: v for k, v in s.items() if k not in stale} for i, s in state_dict["state"].items()}
         state_dict["state"] = {i: s for i, s in own.items() if s}
         return state_dict
@@ -115,7 +111,6 @@ class TwoPassOptimizer(WrappedOptimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._mid_step = any(_SAVED in s for s in self.state.values())
-        self._accumulating = any(_ACCUMULATED in s for s in self.state.values())
 
     def _direction(self, bucket: Bucket) -> tuple[list[Tensor], list[Tensor] | None]:
         raise NotImplementedError
@@ -126,7 +121,6 @@ class TwoPassOptimizer(WrappedOptimizer):
     @torch.no_grad()
     def first_step(self) -> None:
         """Save w, move to w + e using the current gradients, and (SAM, ASAM) zero the gradients."""
-        self._first_pass_finite = None
         self._mid_step = True
         for p in (p for g in self.param_groups for p in g["params"] if p.grad is None and p in self.state):
             self.state[p].pop(_SAVED, None)  # only perturbed weights are restored in second_step
@@ -135,8 +129,9 @@ class TwoPassOptimizer(WrappedOptimizer):
             directions = [self._direction(b) for b in grad_buckets]
             norm = global_norm([d for d, _ in directions])
             # Under fp16 + GradScaler the first pass is never unscaled (e is scale-invariant); remember
-            # whether it overflowed so second_step can skip the whole update.
-            self._first_pass_finite = torch.isfinite(norm)
+            # whether it (or, with m-sharpness, any chunk's) overflowed so second_step can skip the whole update.
+            finite = torch.isfinite(norm)
+            self._first_pass_finite = finite if self._first_pass_finite is None else self._first_pass_finite & finite
             denom = norm + EPS
             for bucket, (d, factor) in zip(grad_buckets, directions):
                 scale = (bucket.group["rho"] / denom).to(d[0].device)
@@ -159,65 +154,19 @@ class TwoPassOptimizer(WrappedOptimizer):
 
     @torch.no_grad()
     def second_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
-        """Restore w, then update it with the base optimizer from the second-pass gradient.
+        """Restore w (unless `restore` did), then update it with the base optimizer from the current gradient.
 
         With fp16 + `torch.amp.GradScaler`, pass `scaler`: the gradients are unscaled once here and the base
         step is skipped (w stays restored) if either pass overflowed; call `scaler.update()` afterwards.
         """
-        self._restore()
+        self.restore()
         self._base_step(scaler)
 
     @torch.no_grad()
-    def accumulate_chunk(self, weight: float) -> None:
-        """Restore w and add `weight` × this chunk's second-pass gradient to the step's accumulator; no update.
-
-        m-sharpness on one device: per chunk of the batch, backward at w, `first_step()` (the chunk's own e),
-        backward at w + e, `accumulate_chunk(1 / chunks)`; then `accumulated_step()` once. The first call
-        after a step starts a fresh accumulation. `.grad` is left as it is: zero it before the next chunk.
-        """
-        self._restore()
-        finite = self._first_pass_finite
-        if not self._accumulating:
-            self._chunks_finite = finite
-            for p in (p for g in self.param_groups for p in g["params"] if p.grad is None and p in self.state):
-                self.state[p].pop(_ACCUMULATED, None)  # a parameter gets an accumulated gradient only if it had one
-        elif finite is not None:
-            self._chunks_finite = finite if self._chunks_finite is None else self._chunks_finite & finite
-        for bucket in buckets(self.param_groups, has_grad):
-            started = [self._accumulating and _ACCUMULATED in self.state[p] for p in bucket.params]
-            fresh = Bucket(bucket.group, [p for p, s in zip(bucket.params, started) if not s])
-            if fresh.params:
-                acc = self._buffers(fresh, _ACCUMULATED)
-                torch._foreach_copy_(acc, fresh.grads)
-                torch._foreach_mul_(acc, weight)
-            old = [p for p, s in zip(bucket.params, started) if s]
-            if old:
-                torch._foreach_add_([self.state[p][_ACCUMULATED] for p in old], [p.grad for p in old], alpha=weight)
-        self._accumulating = True
-
-    @torch.no_grad()
-    def accumulated_step(self, scaler: torch.amp.GradScaler | None = None) -> None:
-        """End a chunked step: the gradients become the accumulated ones, then the base step as in `second_step`.
-
-        With `scaler`, the whole step is skipped if any chunk's first or second pass overflowed.
-        """
-        if not self._accumulating:
-            raise UnitgradError(
-                f"{type(self).__name__}.accumulated_step without accumulate_chunk: call accumulate_chunk after "
-                "each chunk's second backward, or second_step for an unchunked step"
-            )
-        for p in (p for g in self.param_groups for p in g["params"] if _ACCUMULATED in self.state.get(p, ())):
-            acc = self.state[p][_ACCUMULATED]
-            if p.grad is None:
-                p.grad = acc.clone()
-            else:
-                p.grad.copy_(acc)
-        self._first_pass_finite = self._chunks_finite
-        self._accumulating = False
-        self._base_step(scaler)
-
-    def _restore(self) -> None:
-        """w ← the weights saved by `first_step`."""
+    def restore(self) -> None:
+        """w ← the weights saved by `first_step`, without a step (m-sharpness: after each chunk's second pass)."""
+        if not self._mid_step:
+            return
         saved = buckets(self.param_groups, lambda p: _SAVED in self.state.get(p, ()))
         for bucket in saved:
             torch._foreach_copy_(bucket.params, [self.state[p][_SAVED] for p in bucket.params])
@@ -234,6 +183,7 @@ class TwoPassOptimizer(WrappedOptimizer):
             scaler.step(plain)
         else:
             self.base_optimizer.step()
+        self._first_pass_finite = None
         self._opt_called = True  # LR schedulers read this flag to check the optimizer stepped before them
 
     def _carry_first_pass_overflow(self) -> None:

@@ -3,6 +3,7 @@
 e = ρ·(|w|⊙g)/‖|w|⊙g‖; the gradients are *not* zeroed, so the second backward at w + e accumulates
 G = g + g*; w is restored and the base optimizer steps with G/‖G‖ (SGD's weight decay and momentum
 act after the normalisation). ρ is the paper's γ, the radius of the perturbation in unit space.
+The same update as a plain loop over parameters: `unitgrad.optim.reference.PUGD`.
 """
 
 from __future__ import annotations

@@ -15,10 +15,10 @@ from typing import Any
 
 from unitgrad.config import load_params
 from unitgrad.errors import UnitgradError
+from unitgrad.run_config import RunConfig
 from unitgrad.runs import RUNS_ROOT, RunId
 from unitgrad.schema import Params
 from unitgrad.studies import selected_runs
-from unitgrad.train.config import RunConfig
 
 # Where and how a run computed, not what it computed: a run may move between machines.
 _NOT_IDENTITY = {"data_root", "device", "compile"}

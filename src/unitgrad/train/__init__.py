@@ -1,9 +1,9 @@
 """`unitgrad train`: one run (dataset × model × optimizer × seed × label noise) into `<run dir>/train/`.
 
 The CLI selects the run; every hyper-parameter comes from params.yaml (train.*, optim.*, model.*,
-data.loader.*, noise.kind). Library use: `train_run(RunConfig.for_run(params, run, source), out_dir)`.
+data.loader.*, noise.kind). Library use: `train_run(RunConfig.for_run(params, run, source), out_dir)`, with
+`unitgrad.run_config.RunConfig` (torch-free: the report reads it too).
 
-  config.py    RunConfig (the run's settings and hash) and `reads`, the params keys a run depends on
   data.py      the class-balanced training subset, label noise, the monitored test subset
   fit.py       Trainer: the model, optimizer, loaders; `step` (the two-pass step) and `run_epoch`
   run.py       train_run: resume, the epoch loop, checkpoints, outputs
@@ -14,22 +14,3 @@ data.loader.*, noise.kind). Library use: `train_run(RunConfig.for_run(params, ru
 
 `sgd_2x` (any `<method>_<k>x` name) trains `<method>` for `train.epochs × optim.<name>.epochs_factor`.
 """
-
-import importlib
-
-# Loaded on first use: the report reads `unitgrad.train.config` and must not pay for torch, timm and DVCLive.
-_EXPORTS = {
-    "RunConfig": "config",
-    "reads": "config",
-    "main": "cli",
-    "train_run": "run",
-    "param_groups": "schedule",
-    "warmup_cosine": "schedule",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'unitgrad.train' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"unitgrad.train.{_EXPORTS[name]}"), name)

@@ -8,9 +8,9 @@ from unitgrad import distributed
 from unitgrad.config import load_params
 from unitgrad.device import resolve_device
 from unitgrad.errors import UnitgradError
+from unitgrad.run_config import RunConfig
 from unitgrad.runs import RUNS_ROOT, RunId
 from unitgrad.schema import SEED_LIMIT, did_you_mean
-from unitgrad.train.config import RunConfig
 from unitgrad.train.run import train_run
 
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     cfg = RunConfig.for_run(params, run, args.params)
     out_dir = run.to_path(args.out) / "train"
-    with distributed.session(resolve_device(cfg.device, distributed.local_rank())) as proc:
+    with distributed.session(resolve_device(cfg.train.device, distributed.local_rank())) as proc:
         train_run(cfg, out_dir)
     if proc.is_main:
         # DVC records a stage's params as they are when its command ends: had they changed during the run,

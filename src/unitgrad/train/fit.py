@@ -1,9 +1,8 @@
 """The training loop: `train_run(cfg, out_dir)` fits one run; `Trainer.step` is one optimizer step.
 
-Two-pass methods (SAM, ASAM, PUGD) take the step as in README's example: the gradient at w, `first_step`,
-a second forward/backward at the perturbed weights (BatchNorm running statistics untouched when
-`train.bn_update` is first_pass), `second_step`; with `optim.<name>.m` set, `unitgrad.optim.two_pass_step`
-takes it per chunk of m images (m-sharpness). The logged `grad_norm` is the epoch mean of the first-pass
+The step is `unitgrad.optim.train_step`: for two-pass methods (SAM, ASAM, PUGD) README's example, per chunk of
+`optim.<name>.m` images (m-sharpness), BatchNorm running statistics untouched in the second pass when
+`train.bn_update` is first_pass. The logged `grad_norm` is the epoch mean of the first-pass
 gradient's global norm (under DDP, two-pass methods average each replica's unsynchronised norm).
 A non-finite loss or weight is detected once per epoch (no per-step host sync), and a non-finite monitor loss
 when it is evaluated: either stops the run with UnitgradError before that epoch is checkpointed.
@@ -11,7 +10,6 @@ when it is evaluated: either stops the run with UnitgradError before that epoch 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -27,8 +25,8 @@ from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.device import autocast
 from unitgrad.errors import UnitgradError
 from unitgrad.models import create_model
-from unitgrad.optim import bn_update_disabled, create_optimizer, first_pass_no_sync, is_two_pass, two_pass_step
-from unitgrad.train.config import RunConfig
+from unitgrad.optim import create_optimizer, train_step
+from unitgrad.run_config import RunConfig
 from unitgrad.train.data import TrainData
 from unitgrad.train.schedule import lr_scheduler, param_groups
 from unitgrad.train.state import CHECKPOINT, rng_states, set_rng_states
@@ -39,51 +37,52 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, data: TrainData, device: torch.device, proc: distributed.Process) -> None:
         self.cfg, self.device, self.world_size = cfg, device, proc.world_size
-        channels_last = cfg.channels_last
-        net = create_model(cfg.model, data.num_classes, cifar_stem=cfg.cifar_stem, drop_rate=cfg.drop_rate)
+        channels_last = cfg.train.channels_last
+        net = create_model(cfg.model, data.num_classes, cifar_stem=cfg.net.cifar_stem, drop_rate=cfg.net.drop_rate)
         self.net = net.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         device_ids = [device.index] if device.type == "cuda" else None
-        self.ddp = DistributedDataParallel(self.net, device_ids=device_ids) if proc.world_size > 1 else self.net
-        self.model = torch.compile(self.ddp) if cfg.compile else self.ddp
-        groups = param_groups(self.net, cfg.no_weight_decay_bn_bias)
+        ddp = DistributedDataParallel(self.net, device_ids=device_ids) if proc.world_size > 1 else self.net
+        self.model = torch.compile(ddp) if cfg.train.compile else ddp
+        groups = param_groups(self.net, cfg.train.no_weight_decay_bn_bias)
         self.optimizer = create_optimizer(cfg.method, groups, base=cfg.base, **cfg.optimizer_kwargs)
-        self.two_pass = is_two_pass(self.optimizer)
-        self.autocast = autocast(device, cfg.amp)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+        self.autocast = autocast(device, cfg.train.amp)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
 
         normalise = {"mean": CIFAR_MEAN[cfg.dataset], "std": CIFAR_STD[cfg.dataset], "channels_last": channels_last}
-        augment = {"crop_padding": cfg.crop_padding, "flip": cfg.flip, "cutout": cfg.cutout}
+        augment = {"crop_padding": cfg.loader.crop_padding, "flip": cfg.loader.flip, "cutout": cfg.loader.cutout}
         self.train_loader = DeviceLoader(
             data.train_x,
             data.train_y,
-            cfg.batch_size,
+            cfg.train.batch_size,
             device,
             train=True,
             seed=cfg.seed,
             drop_last=True,
             **normalise,
             **augment,
-        )  # fmt: skip - the loader's arguments read as one sentence
+        )
         shard = slice(proc.rank, None, proc.world_size)
         self.monitor_loader = DeviceLoader(
             data.monitor_x[shard],
             data.monitor_y[shard],
-            cfg.batch_size,
+            cfg.train.batch_size,
             device,
             train=False,
             drop_last=False,
             **normalise,
-        )  # fmt: skip - the loader's arguments read as one sentence
+        )
         # The weights of the epoch with the best monitored accuracy (model_best.pt; evaluate scores them).
         self.best: dict[str, Any] = {"epoch": 0, "acc": -1.0, "model": None}
         self.steps = len(self.train_loader)
         if self.steps == 0:
             raise UnitgradError(
-                f"{len(data.train_y)} training images make no batch of {cfg.batch_size}: lower train.batch_size"
+                f"{len(data.train_y)} training images make no batch of {cfg.train.batch_size}: lower train.batch_size"
             )
-        local_batch = cfg.batch_size // proc.world_size
+        local_batch = cfg.train.batch_size // proc.world_size
         self.batch_shard = slice(proc.rank * local_batch, (proc.rank + 1) * local_batch)
-        self.scheduler = lr_scheduler(self.optimizer, cfg.warmup_epochs, cfg.epochs, self.steps, cfg.lr_update)
+        self.scheduler = lr_scheduler(
+            self.optimizer, cfg.train.warmup_epochs, cfg.epochs, self.steps, cfg.train.lr_update
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -103,38 +102,17 @@ class Trainer:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One optimizer step on (x, y): (loss at w, logits at w, global norm of the gradient at w)."""
-        if self.cfg.m is not None:  # m-sharpness: each chunk of m images perturbs w on its own
-            return two_pass_step(
-                self.optimizer,
-                self.model,
-                self.loss_fn,
-                x,
-                y,
-                m=self.cfg.m,
-                bn_first_pass_only=self.cfg.bn_update == "first_pass",
-                autocast=self.autocast,
-            )  # fmt: skip - the step's options read as one sentence
-        self.optimizer.zero_grad(set_to_none=True)
-        with first_pass_no_sync(self.ddp) if self.two_pass else contextlib.nullcontext():
-            loss, logits = self._forward_backward(x, y)  # gradient g at w
-        grad_norm = torch.linalg.vector_norm(
-            torch.stack(torch._foreach_norm([p.grad for p in self.net.parameters() if p.grad is not None]))
+        first_pass_only = self.cfg.train.bn_update == "first_pass"
+        return train_step(
+            self.optimizer,
+            self.model,
+            self.loss_fn,
+            x,
+            y,
+            m=self.cfg.m,
+            bn_first_pass_only=first_pass_only,
+            autocast=self.autocast,
         )
-        if not self.two_pass:
-            self.optimizer.step()
-        else:
-            self.optimizer.first_step()  # w -> w + e
-            with bn_update_disabled(self.net) if self.cfg.bn_update == "first_pass" else contextlib.nullcontext():
-                self._forward_backward(x, y)  # PUGD accumulates g + g*; SAM/ASAM get g* alone
-            self.optimizer.second_step()  # restore w, base step
-        return loss.detach().float(), logits.detach(), grad_norm
-
-    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with self.autocast():
-            logits = self.model(x)
-            loss = self.loss_fn(logits, y)
-        loss.backward()
-        return loss, logits
 
     def run_epoch(self, epoch: int, on_step: Callable[[], None]) -> dict[str, float]:
         """Train epoch `epoch`, evaluate if due: the epoch's metrics. UnitgradError on a non-finite loss."""
@@ -155,9 +133,9 @@ class Trainer:
             "grad_norm": grad_norm_sum / (self.steps * self.world_size),
         }
         distributed.broadcast_buffers(self.net)
-        if (epoch + 1) % self.cfg.eval_every == 0 or epoch + 1 == self.cfg.epochs:
+        if (epoch + 1) % self.cfg.train.eval_every == 0 or epoch + 1 == self.cfg.epochs:
             loss, correct, count = distributed.all_reduce(self._evaluate()).tolist()
-            name = self.cfg.monitor  # test, or holdout: the metrics are named for the images they score
+            name = self.cfg.train.monitor  # test, or holdout: the metrics are named for the images they score
             if not math.isfinite(loss):  # finite weights can still overflow the logits
                 raise UnitgradError(self._divergence(epoch, self.steps, loss, what=f"{name} loss"))
             record.update({f"{name}/loss": loss / count, f"{name}/acc": correct / count})

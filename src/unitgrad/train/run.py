@@ -25,7 +25,7 @@ from unitgrad.device import resolve_amp, resolve_device
 from unitgrad.errors import UnitgradError
 from unitgrad.io import atomic_path, check_writable, write_json, write_torch
 from unitgrad.provenance import provenance, utc_now
-from unitgrad.train.config import RunConfig
+from unitgrad.run_config import RunConfig
 from unitgrad.train.data import TrainData, load_data
 from unitgrad.train.fit import Trainer
 from unitgrad.train.logs import Progress, epoch_line, final_metrics, live_logger, log_epoch
@@ -48,10 +48,11 @@ def train_run(cfg: RunConfig, out_dir: str | Path) -> dict[str, Any]:
     started, start_time = utc_now(), time.perf_counter()
     out_dir = Path(out_dir)
     proc = distributed.current()
-    device = resolve_device(cfg.device, proc.local_rank)
-    if cfg.batch_size % proc.world_size:
+    device = resolve_device(cfg.train.device, proc.local_rank)
+    batch = cfg.train.batch_size
+    if batch % proc.world_size:
         raise UnitgradError(
-            f"train.batch_size {cfg.batch_size} is not divisible by the {proc.world_size} processes: change either"
+            f"train.batch_size {batch} is not divisible by the {proc.world_size} processes: change either"
         )
     say = functools.partial(print, flush=True) if proc.is_main else lambda *_: None
     if proc.is_main:
@@ -107,7 +108,7 @@ def _write_outputs(
     wall_time_s: float,
     resumed_from: int,
     world_size: int,
-) -> None:  # fmt: skip - one parameter per line would make the signature longer than the body
+) -> None:
     with atomic_path(out_dir / "labels.npz") as tmp, tmp.open("wb") as handle:
         np.savez(
             handle,
@@ -115,17 +116,21 @@ def _write_outputs(
             noisy_labels=data.train_y,
             flip_mask=data.train_y != data.clean_y,
             monitor_indices=data.monitor_indices,
-        )  # fmt: skip - one array per line
+        )
     best = trainer.best
     for name, weights, extra in (
         ("model.pt", trainer.net.state_dict(), {}),
-        ("model_best.pt", best["model"], {"epoch": best["epoch"], "monitor_acc": best["acc"], "monitor": cfg.monitor}),
+        (
+            "model_best.pt",
+            best["model"],
+            {"epoch": best["epoch"], "monitor_acc": best["acc"], "monitor": cfg.train.monitor},
+        ),
     ):
         saved = {
             "model": {key: tensor.detach().cpu() for key, tensor in weights.items()},
             "model_name": cfg.model,
             "num_classes": data.num_classes,
-            "cifar_stem": cfg.cifar_stem,
+            "cifar_stem": cfg.net.cifar_stem,
             "dataset": cfg.dataset,
             **extra,
         }
@@ -139,8 +144,8 @@ def _write_outputs(
         round(wall_time_s, 3),
         resumed_from_epoch=resumed_from,
         world_size=world_size,
-        amp=resolve_amp(device, cfg.amp),  # what train.amp meant on this device
+        amp=resolve_amp(device, cfg.train.amp),  # what train.amp meant on this device
         torch_threads=torch.get_num_threads(),
         data_source=data.source,
-    )  # fmt: skip - the positional record fields on one line, the extras on the next
+    )
     write_json(out_dir / "run.json", record)
