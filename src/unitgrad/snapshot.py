@@ -12,9 +12,12 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from unitgrad.config import load_params
 from unitgrad.errors import UnitgradError
 from unitgrad.io import write_text
+from unitgrad.report import verdict
 from unitgrad.runs import RUNS_ROOT
 from unitgrad.studies import selected_runs
 
@@ -47,6 +50,31 @@ def snapshot(results: Path, dest: Path, params_path: str, wall_time: str) -> lis
     written.append(dest / "README.md")
     write_text(dest / "README.md", _readme(params.scale, params_path, records, wall_time))
     return written
+
+
+README_BEGIN, README_END = "<!-- laptop verdict: from results/laptop/verdict.csv -->", "<!-- end of laptop verdict -->"
+
+
+def readme_block(snapshot_dir: Path) -> str:
+    """The project README's verdict block, written from the snapshot's verdict.csv and README.md."""
+    decided = pd.read_csv(snapshot_dir / "verdict.csv", dtype=str, keep_default_na=False)
+    provenance = (snapshot_dir / "README.md").read_text().split("\n- ", 1)[1].split("\n\n", 1)[0]
+    lines = [
+        README_BEGIN,
+        "SGD, SAM and PUGD on CIFAR-10 at the laptop scale (`params.laptop.yaml`, below), the first independent "
+        "measurement of PUGD we know of. Differences are PUGD − SAM (gates: SGD, SAM − SGD) on paired seeds, on the "
+        "final epoch's accuracy over the held-out pool (57 000 images); one-sided tests, Holm-corrected over the "
+        "three claims. Full record: [results/laptop/](results/laptop/README.md) (claims, summary, figures, every "
+        "run's run.json); protocol and its pilot: [results/laptop/pilot.md](results/laptop/pilot.md).",
+        "",
+        *verdict.headline(decided),
+        "",
+        verdict.CANNOT_DECIDE,
+        "",
+        "- " + provenance,
+        README_END,
+    ]
+    return "\n".join(lines)
 
 
 def _readme(scale: str, params_path: str, records: list[dict], wall_time: str) -> str:

@@ -229,3 +229,10 @@ def verdict_markdown(verdict: pd.DataFrame, margin_pp: float) -> list[str]:
         *markdown.table(["#", *COLUMNS], ([i, *row] for i, row in enumerate(verdict.itertuples(index=False), 1))),
         "",
     ]
+
+
+def headline(verdict: pd.DataFrame) -> list[str]:
+    """README's verdict table: each gate and claim with its n, difference, CI, Holm p and verdict."""
+    header = ["check", "n", "value", "95 % CI", "Holm p", "verdict at laptop scale"]
+    rows = [[r.check, r.n, r.value, r.ci95, r.p_holm or "—", r.verdict] for r in verdict.fillna("").itertuples()]
+    return markdown.table(header, rows)
