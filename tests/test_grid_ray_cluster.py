@@ -23,8 +23,8 @@ from ray.cluster_utils import Cluster  # noqa: E402 (after the skip)
 BIN = Path(sys.executable).parent
 NAMES = "abcdef"
 
-# Each run notes the node it ran on (its raylet's PID) outside every DVC out. The worker node's second run
-# stalls, to be killed with its node.
+# Each run notes the node it ran on (its raylet's PID) outside every DVC out. The worker node's first run stalls,
+# to be killed with its node (its first, not a later one: on a loaded machine the head may take the other runs).
 WHERE = """
     import os, pathlib, sys, time
     name, node = sys.argv[1], os.environ.get("RAY_RAYLET_PID", "serial")
@@ -32,7 +32,7 @@ WHERE = """
     ran.mkdir(exist_ok=True)
     (ran / f"{name}.{node}").touch()
     worker = pathlib.Path("worker.pid")
-    if worker.exists() and node == worker.read_text() and len(list(ran.glob(f"*.{node}"))) == 2:
+    if worker.exists() and node == worker.read_text() and len(list(ran.glob(f"*.{node}"))) == 1:
         pathlib.Path("victim").write_text(f"{name} {os.getpid()}")
         time.sleep(120)
     time.sleep(1)

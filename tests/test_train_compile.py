@@ -46,5 +46,7 @@ def test_compiled_two_pass_training_matches_eager_without_recompiling(optimizer,
         else:
             assert graphs == 0
     for split in ("train", "test"):
-        for metric in ("loss", "acc"):
-            assert results[True][split][metric] == pytest.approx(results[False][split][metric], rel=1e-3, abs=1e-3)
+        compiled, eager = results[True][split], results[False][split]
+        assert compiled["loss"] == pytest.approx(eager["loss"], rel=1e-3, abs=1e-3)
+        # compiled kernels round differently: a logit tie can flip one of the 40-48 images' argmax, no more
+        assert compiled["acc"] == pytest.approx(eager["acc"], abs=1 / 40 + 1e-9)

@@ -95,6 +95,7 @@ def run_aggregate(runs_root: Path, results: Path, params: Params, source: str) -
             file=sys.stderr,
         )
     missing = [run for run in selected if not (run.to_path(runs_root) / "eval.json").is_file()]
+    runs, curves = aggregate.collect(runs_root, selected)  # none finished: one line saying so, before any warning
     if missing:
         named = ", ".join(str(run.relative()) for run in missing[:3]) + (
             f" and {len(missing) - 3} more" * (len(missing) > 3)
@@ -105,7 +106,6 @@ def run_aggregate(runs_root: Path, results: Path, params: Params, source: str) -
         if params.scale != "smoke":  # a verdict (at laptop or paper scale) would rest on the runs that did finish
             raise UnitgradError(f"{line}: run them first (`dvc repro` or `unitgrad grid run`)")
         print(f"warning: {line}: they are left out of the report; `dvc repro` runs them", file=sys.stderr)
-    runs, curves = aggregate.collect(runs_root, selected)
     references = [params.report.reference_optimizer, params.report.baseline_optimizer]
     frames = {
         "runs": runs,
