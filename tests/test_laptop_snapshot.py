@@ -53,3 +53,9 @@ def test_verdict_follows_from_the_runs(runs):
     assert committed.to_numpy().tolist() == recomputed.astype(str).to_numpy().tolist()
     claims = (SNAPSHOT / "claims.md").read_text()
     assert all(f"| {row.verdict} |" in claims for row in recomputed.itertuples())
+
+
+def test_readme_opens_its_results_with_the_snapshot_verdict():
+    from unitgrad.snapshot import readme_block
+
+    assert readme_block(SNAPSHOT) in (ROOT / "README.md").read_text()  # regenerate: see results/laptop/README.md

@@ -34,10 +34,10 @@ def snapshot(results: Path, dest: Path, params_path: str, wall_time: str) -> lis
         what = ", ".join([*missing, *(run.relative().as_posix() for run in runs)][:5])
         raise UnitgradError(f"{results} lacks {what}: finish the scale (`unitgrad grid run`) before a snapshot")
     shutil.rmtree(dest / "runs", ignore_errors=True)  # runs a former snapshot had and this one does not
+    (dest / "figures").mkdir(parents=True, exist_ok=True)
     written = []
     for name in RESULT_FILES:
         written.append(Path(shutil.copy2(results / name, dest / name)))
-    (dest / "figures").mkdir(parents=True, exist_ok=True)
     for name in FIGURES:
         written.append(Path(shutil.copy2(results / "figures" / f"{name}.png", dest / "figures" / f"{name}.png")))
     records = []
