@@ -14,9 +14,9 @@ import torch.multiprocessing as mp
 import yaml
 from fixtures.tiny_cifar import tiny_cifar, tiny_source
 
-from unitgrad import train
 from unitgrad.data import CIFAR_MEAN, CIFAR_STD, DeviceLoader
 from unitgrad.models import create_model
+from unitgrad.train import cli as train_cli
 from unitgrad.train import data as train_data
 from unitgrad.train import fit
 
@@ -44,7 +44,7 @@ def _worker(rank, port, tmp, optimizer):
     fit.create_model = lambda *args, **kwargs: created.append(make(*args, **kwargs)) or created[-1]
     run = f"--study main --dataset cifar10 --model cifar_resnet8 --optimizer {optimizer} --seed 0".split()
     argv = [*run, "--out", f"{tmp}/runs", "--params", f"{tmp}/params.yaml"]
-    assert train.main(argv) == 0
+    assert train_cli.main(argv) == 0
     assert not dist.is_initialized()  # the CLI left the process group it joined
     state = {k: v.detach().clone() for k, v in created[0].state_dict().items()}
     torch.save(state, Path(tmp) / f"replica{rank}.pt")
@@ -56,6 +56,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_style_cli_trains_one_run_on_two_gloo_processes(tmp_path, capfd):
     tiny_params(tmp_path / "params.yaml")
     mp.spawn(_worker, args=(_free_port(), str(tmp_path), "pugd"), nprocs=WORLD, join=True)
@@ -65,7 +66,14 @@ def test_torchrun_style_cli_trains_one_run_on_two_gloo_processes(tmp_path, capfd
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
     out = tmp_path / "runs" / RUN / "train"
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "dvclive", "labels.npz", "model.pt", "run.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt",
+        "dvclive",
+        "labels.npz",
+        "model.pt",
+        "model_best.pt",
+        "run.json",
+    ]
     saved = torch.load(out / "model.pt", weights_only=True)["model"]
     assert all(torch.equal(saved[k], first[k]) for k in first)
     run = json.loads((out / "run.json").read_text())
