@@ -91,6 +91,7 @@ def bench_out(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_run_writes_summary_and_markdown(bench_out):
     tmp_path = bench_out
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -106,6 +107,7 @@ def test_run_writes_summary_and_markdown(bench_out):
     assert "| cifar_resnet8 |" in markdown and "not measured" in markdown
 
 
+@pytest.mark.slow
 def test_a_fixed_summary_renders_its_speed_ups(bench_out):
     """Known step times (ms, first / second pass per repeat) give a known table row."""
     times = {

@@ -78,6 +78,7 @@ def test_dvc_yaml_declares_the_metrics_and_plots_as_report_outputs():
     } <= set(plots)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("git") is None or shutil.which("dvc") is None, reason="needs git and dvc")
 def test_dvc_reads_the_metrics_and_renders_the_plots_offline(tmp_path):
     for name in ("dvc.yaml", "params.yaml"):

@@ -166,6 +166,7 @@ def test_upanets16_size_follows_its_description(classes):
     assert n_params(timm.create_model("cifar_upanets16", num_classes=classes)) == _upanets_params_by_hand(16, classes)
 
 
+@pytest.mark.slow
 def test_upanets16_stages_and_timm_interface():
     model = timm.create_model("cifar_upanets16", num_classes=10)
     x = torch.randn(2, 3, 32, 32)
@@ -183,6 +184,7 @@ def test_upanets16_stages_and_timm_interface():
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_pyramidnet272_is_the_bottleneck_network():
     model = timm.create_model("cifar_pyramidnet272_a200", num_classes=10)
     blocks = [m for m in model.features if hasattr(m, "residual")]

@@ -118,6 +118,7 @@ def replicas(tmp_path_factory):
     return [torch.load(f"{out_path}.{r}", weights_only=True) for r in range(WORLD)]
 
 
+@pytest.mark.slow
 def test_ddp_two_replicas_match_single_process_reference(replicas):
     for method, cfg in METHODS.items():
         expected = reference(method, cfg)

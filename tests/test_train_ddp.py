@@ -56,6 +56,7 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_torchrun_style_cli_trains_one_run_on_two_gloo_processes(tmp_path, capfd):
     tiny_params(tmp_path / "params.yaml")
     mp.spawn(_worker, args=(_free_port(), str(tmp_path), "pugd"), nprocs=WORLD, join=True)
