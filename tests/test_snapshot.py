@@ -13,7 +13,13 @@ from unitgrad.report import cli as report_cli
 
 def test_snapshot_copies_the_report_and_each_selected_runs_records(tmp_path):
     params = fixture_params()
-    params["studies"]["main"].update(optimizers=["sgd", "sam", "pugd"], noise=[0])  # every selected run finished
+    # every selected run finished (a new dict: the fixture's study is shared with other tests)
+    params["studies"]["main"] = {
+        **params["studies"]["main"],
+        "optimizers": ["sgd", "sam", "pugd"],
+        "noise": [0],
+        "seeds": [0, 1, 2],
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     results = tmp_path / "results"
     write_runs(results, params)  # also runs the study does not select: sgd_2x and the noisy ones
