@@ -41,8 +41,10 @@ WHERE = """
 
 
 @pytest.fixture
-def two_nodes():
-    """A head and a worker node of 1 CPU each, so that two 1-CPU runs at once take both."""
+def two_nodes(monkeypatch):
+    """A head and a worker node of 1 CPU each, so that two 1-CPU runs at once take both. Their commands run in
+    dash, as where SHELL is unset: it forks `-c LINE`'s command (bash execs it), so the run is the shell's child."""
+    monkeypatch.setenv("SHELL", "/bin/sh")
     configure_ray_env()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     worker = cluster.add_node(num_cpus=1)

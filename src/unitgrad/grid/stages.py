@@ -6,17 +6,16 @@ the cache or outputs runs inside one hold of it, waiting for the lock rather tha
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from unitgrad.errors import UnitgradError
+from unitgrad.grid import fate
 from unitgrad.io import write_json
 
 # The grid uses DVC internals that its public API lacks: `Repo(_wait_for_lock=True)`, `lock_repo`, a stage's
@@ -92,14 +91,6 @@ def prepare(repo, names: list[str]) -> dict[str, dict]:
         return hashes
 
 
-def _die_with_parent() -> None:
-    """In the command's process, before exec: SIGKILL it when the process that started it dies. A Ray worker
-    killed with its node (or by Ray's memory monitor) would otherwise leave its command running beside the retry,
-    both writing the same outputs. Linux only; the shell execs a one-command line, so that command is covered."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, attempt: int) -> dict:
     """Run the stage's command(s) in `root` with DVC's stage environment; output to its log; write its record.
 
@@ -120,13 +111,13 @@ def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, a
         out.flush()
         for line in cmd:
             returncode = subprocess.run(
-                [shell, "-c", line],
+                fate.guarded([shell, "-c", line]),
                 cwd=root,
                 env=run_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
+                preexec_fn=fate.arm(os.getpid()),
                 check=False,
             ).returncode
             if returncode:
