@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -79,14 +80,16 @@ def test_dvc_repro_runs_every_stage_then_is_up_to_date(tmp_path):
         str(tmp_path / "absent.tar.gz")
     )
 
-    runs = repo / "results" / "runs"
+    runs, reported = repo / "results" / "runs", pd.read_csv(repo / "results" / "runs.csv")
     for study, optimizers in TINY_STUDIES.items():
         for optimizer in optimizers:
             noise = 40 if study == "sam_table4" else 0
             run = runs / study / "cifar10" / "cifar_resnet8" / optimizer / f"noise{noise}" / "seed0"
             assert (run / "train" / "model.pt").is_file()
             evaluation = json.loads((run / "eval.json").read_text())
-            assert 0.0 <= evaluation["clean"]["acc"] <= 1.0 and (evaluation["mca"] is None) == (study != "main")
+            assert (evaluation["mca"] is None) == (study != "main")  # the study's corruption choice reached it
+            row = (reported.study == study) & (reported.optimizer == optimizer) & (reported.metric == "clean_acc")
+            assert reported[row].value.tolist() == [evaluation["clean"]["acc"]]  # each run reported, once
     sam = json.loads((runs / "sam_table1/cifar10/cifar_resnet8/sam/noise0/seed0/train/run.json").read_text())
     assert (sam["config"]["m"], sam["config"]["batch_size"]) == (4, 8)  # the study's overrides reached the run
     assert (repo / "results" / "summary.csv").is_file()
