@@ -19,7 +19,7 @@ RANDOM = {
     "fog",
     "elastic_transform",
     "spatter",
-}  # fmt: skip - a set of names in rows, not a column
+}
 
 
 @pytest.fixture(scope="module")

@@ -581,7 +581,7 @@ def test_a_gzip_archive_with_a_bad_checksum_is_refused(tmp_path, prepared, capsy
         ),
     ],
     ids=["one-image-short", "no-test-split", "one-image-more"],
-)  # fmt: skip - one edit and its message per line
+)
 def test_an_image_folder_that_is_not_the_stated_size_is_refused(tmp_path, prepared, capsys, edit, message):
     before, _ = prepared
     edit(tmp_path / "tree")

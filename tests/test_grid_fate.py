@@ -19,7 +19,8 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the parent-deat
 WORKER = """
 import os, subprocess, sys, time
 from unitgrad.grid import fate
-guard = subprocess.Popen(fate.guarded(["/bin/sh", "-c", "sleep 60 & echo $! > sleeper; wait"]), preexec_fn=fate.arm(os.getpid()))
+line = "sleep 60 & echo $! > sleeper; wait"
+guard = subprocess.Popen(fate.guarded(["/bin/sh", "-c", line]), preexec_fn=fate.arm(os.getpid()))
 open("guard", "w").write(str(guard.pid))
 time.sleep(60)
 """

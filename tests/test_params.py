@@ -193,7 +193,7 @@ def test_bad_params_are_one_line_naming_file_and_key_and_touch_no_output(tiny, c
             ": studies.sam_table4.models: 'cifar_resnet9' is not a timm model",
         ),
     ],
-)  # fmt: skip - one edit and its message per line
+)
 def test_params_check_stops_a_repeated_key_and_an_unknown_model_and_keeps_its_stamp(tiny, capsys, edit, message):
     """dvc.yaml's check stage: a key written twice (YAML keeps the last) or a study model timm does not know (it
     would fail hours later in `train`) is one line, exit 2, and the stamp of the last valid check stays as it was."""

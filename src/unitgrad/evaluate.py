@@ -190,7 +190,7 @@ def _predict(
         train=False,
         drop_last=False,
         channels_last=channels_last,
-    )  # fmt: skip - the normalisation and the layout read as one line each
+    )
     with torch.inference_mode(), autocast(device, amp)():
         logits = torch.cat([model(x).float() for x, _ in loader])
     return logits.cpu()

@@ -102,7 +102,7 @@ def _readme(scale: str, params_path: str, records: list[dict], wall_time: str) -
             "provenance) and `eval.json` (clean, pool, memorisation, best epoch, corruptions) under `runs/`.",
             "",
         ]
-    )  # fmt: skip - the README's lines
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -37,7 +37,7 @@ STANDARD = (
     "elastic_transform",
     "pixelate",
     "jpeg_compression",
-)  # fmt: skip - the names in rows, as the benchmark lists them
+)
 EXTRA = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 CORRUPTIONS = STANDARD + EXTRA
 SEVERITIES = (1, 2, 3, 4, 5)

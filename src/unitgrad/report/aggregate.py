@@ -80,7 +80,7 @@ def _identity(run: Path) -> dict[str, Any]:
         "optimizer": run_id.optimizer,
         "noise": run_id.noise_rate,
         "seed": run_id.seed,
-    }  # fmt: skip - the ID columns in one row
+    }
 
 
 def _read_tsv_curves(plots_dir: Path) -> list[tuple[str, int, float]]:

@@ -67,7 +67,7 @@ READS = {
         "report.memorisation_gate",
         "report.noninferiority_margin_pp",
     ),
-}  # fmt: skip - the tables' keys as one list, not one per line
+}
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
