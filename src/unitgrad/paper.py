@@ -23,7 +23,7 @@ def _first_error(exc: typst.TypstError) -> str:
     return message + (f" at {where.group(1)}" if where else "")
 
 
-TABLES = ("setup", "main", "label_noise", "corruption", "paired", "claims")
+TABLES = ("setup", "main", "label_noise", "corruption", "paired", "claims", "verdict")
 
 
 def build(paper_dir: Path) -> Path:
