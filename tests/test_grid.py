@@ -147,6 +147,12 @@ def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):
         grid(["run", "--gpus-per-run", "-0.5"])
     with pytest.raises(UnitgradError, match="SLURM gives whole GPUs"):
         grid(["run", "--backend", "slurm", "--gpus-per-run", "0.5"])
+    # SLURM may signal up to 60 s early: a 1-minute task could get USR2 before submitit's handler, which it kills
+    with pytest.raises(UnitgradError, match=r"--time-min 1 with --signal-delay-s 50: .* \(e\.g\. --time-min 3\)"):
+        grid(["run", "--backend", "slurm", "--time-min", "1", "--signal-delay-s", "50"])
+    grid(["run", "--backend", "slurm", "--time-min", "2", "--signal-delay-s", "30", "--dry-run"])  # 90 s: enough
+    with pytest.raises(UnitgradError, match="--signal-delay-s -1 must be 0 or more"):
+        grid(["run", "--backend", "slurm", "--signal-delay-s", "-1"])
 
 
 @pytest.mark.slow

@@ -92,8 +92,8 @@ def _fake_repo(path: Path, stages: dict, scripts: dict[str, str] = {}) -> Path: 
     return _init(path)
 
 
-# Counts "epochs" into a persist checkpoint; the first time (marker `slow-once`) it stalls after epoch 2, where
-# SLURM's time-limit signal or scancel finds it.
+# Counts "epochs" into a persist checkpoint; the first time (marker `slow-once`) it stalls after epoch 2, longer
+# than any task's time limit here, until SLURM's time-limit signal or scancel finds it.
 STEP = """
     import json, pathlib, sys, time
     ckpt, out = pathlib.Path(sys.argv[1] + ".ckpt"), pathlib.Path(sys.argv[1])
@@ -103,7 +103,7 @@ STEP = """
         ckpt.write_text(json.dumps({"epoch": epoch + 1}))
         if epoch == 1 and pathlib.Path("slow-once").exists():
             pathlib.Path("slow-once").unlink()
-            time.sleep(120)
+            time.sleep(600)
     out.write_text(f"4 epochs, resumed at {start}")
 """
 
@@ -168,8 +168,9 @@ def test_a_task_past_its_time_limit_is_signalled_requeued_and_resumes(cluster, t
     repo = _fake_repo(tmp_path / "repo", {"train": _step_stage("model")}, {"step.py": STEP})
     (repo / "slow-once").touch()
     started = time.monotonic()
-    # USR2 50 s before the 1-minute limit; SLURM checks time limits every 30 s, so it comes 10-40 s in
-    ids = _submit(repo, "--no-finish", "--time-min", "1", "--signal-delay-s", "50")
+    # USR2 30 s before the 2-minute limit; slurmctld sends it up to 60 s early (here: 60-90 s in), not before the
+    # stage stalls after epoch 2 (a few seconds in), which only the signal ends
+    ids = _submit(repo, "--no-finish", "--time-min", "2", "--signal-delay-s", "30")
     assert slurm.wait(ids["collect"], timeout=240) == "COMPLETED", _job_log(repo, ids["collect"])
     print(f"time-limit requeue {time.monotonic() - started:.0f} s")
     task = ids["array"]  # submitit submits an array of one task as a plain job

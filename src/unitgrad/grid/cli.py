@@ -64,6 +64,10 @@ def _check(args: argparse.Namespace) -> None:
         raise UnitgradError(f"--gpus-per-run {args.gpus_per_run}: SLURM gives whole GPUs; use --backend ray to pack")
     if args.backend == "slurm" and args.address:
         raise UnitgradError("--address joins a Ray cluster: drop it with --backend slurm")
+    if args.backend == "slurm":
+        from unitgrad.grid import slurm
+
+        slurm.check(args)
 
 
 def _report(committed: list[str], failures: list) -> int:

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import submitit
 
+from unitgrad.errors import UnitgradError
 from unitgrad.grid import stages
 from unitgrad.grid.plan import LOG_DIR, Plan, Run
+
+# sbatch(1): the --signal "may be sent up to 60 seconds earlier than specified" (slurmctld checks about every 30 s);
+# 30 s more lets the task start and install submitit's handler, before which USR2 kills it instead of requeueing it
+SIGNAL_MARGIN_S = 90
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +35,20 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="seconds before the limit at which a task is signalled to checkpoint and requeue",
     )
     group.add_argument("--max-parallel", type=int, default=256, help="array tasks running at once")
+
+
+def check(args: argparse.Namespace) -> None:
+    """One-line errors for options SLURM would reject late, or that would signal a task before it has started."""
+    if args.max_parallel < 1:
+        raise UnitgradError(f"--max-parallel {args.max_parallel} must be at least 1")
+    if args.signal_delay_s < 0:
+        raise UnitgradError(f"--signal-delay-s {args.signal_delay_s} must be 0 or more")
+    if args.time_min * 60 - args.signal_delay_s < SIGNAL_MARGIN_S:
+        raise UnitgradError(
+            f"--time-min {args.time_min} with --signal-delay-s {args.signal_delay_s}: SLURM may send the requeue "
+            f"signal up to 60 s early, before the task has started; leave {SIGNAL_MARGIN_S} s between them "
+            f"(e.g. --time-min {-(-(args.signal_delay_s + SIGNAL_MARGIN_S) // 60)})"
+        )
 
 
 def chains(plan: Plan) -> list[list[Run]]:
