@@ -17,10 +17,10 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the parent-deat
 
 # A stand-in for a Ray worker: starts a guarded dash line whose command is dash's child, the guard's grandchild.
 WORKER = """
-import os, subprocess, sys, time
+import os, sys, time
 from unitgrad.grid import fate
 line = "sleep 60 & echo $! > sleeper; wait"
-guard = subprocess.Popen(fate.guarded(["/bin/sh", "-c", line]), preexec_fn=fate.arm(os.getpid()))
+guard = fate.popen(["/bin/sh", "-c", line])
 open("guard", "w").write(str(guard.pid))
 time.sleep(60)
 """
@@ -42,11 +42,11 @@ def _wait(predicate, what: str, seconds: float = 20) -> None:
 
 @pytest.mark.parametrize("code", [0, 3])
 def test_the_command_s_exit_code_passes_through(code):
-    assert subprocess.call(fate.guarded(["/bin/sh", "-c", f"exit {code}"])) == code
+    assert fate.popen(["/bin/sh", "-c", f"exit {code}"]).wait() == code
 
 
 def test_the_signal_that_killed_the_command_passes_through():
-    assert subprocess.call(fate.guarded(["/bin/sh", "-c", "kill -TERM $$"])) == -signal.SIGTERM
+    assert fate.popen(["/bin/sh", "-c", "kill -TERM $$"]).wait() == -signal.SIGTERM
 
 
 @pytest.mark.parametrize("how", ["the worker is killed", "the worker kills its children"])
@@ -65,7 +65,7 @@ def test_a_command_that_ends_leaves_nothing_killed(tmp_path):
     """The watcher stands down when the command ends by itself: the guard's exit status is the command's, and a
     process the command left running in the background is not killed."""
     line = "sleep 30 & echo $! > left; exit 0"
-    assert subprocess.call(fate.guarded(["/bin/sh", "-c", line]), cwd=tmp_path) == 0
+    assert fate.popen(["/bin/sh", "-c", line], cwd=tmp_path).wait() == 0
     left = int((tmp_path / "left").read_text())
     time.sleep(0.5)
     assert _alive(left)

@@ -1,5 +1,5 @@
-"""`python -m unitgrad.grid.fate CMD ARG...`: run CMD so that it, and every process it starts, dies with the process
-that started this one.
+"""`fate.popen([CMD, ARG...])`: start CMD under a guard (`python -m unitgrad.grid.fate CMD ARG...`) so that it, and
+every process it starts, dies with the process that started it.
 
 The grid runs a stage's command in a Ray worker or a SLURM task. A Ray worker that dies with its node (or is killed
 by Ray's memory monitor) must not leave the command running beside its retry, both writing the same outputs. Neither
@@ -19,12 +19,12 @@ import sys
 DONE = b"."  # the guard's last word when the command has ended by itself: nothing is left to kill
 
 
-def guarded(argv: list[str]) -> list[str]:
-    """The command line that runs `argv` under this guard; start it with `preexec_fn=arm(os.getpid())`."""
-    return [sys.executable, "-m", "unitgrad.grid.fate", *argv]
+def popen(argv: list[str], **kwargs) -> subprocess.Popen:
+    """Start `argv` under the guard (Popen's keyword arguments otherwise as given)."""
+    return subprocess.Popen([sys.executable, "-m", "unitgrad.grid.fate", *argv], preexec_fn=_arm(os.getpid()), **kwargs)
 
 
-def arm(parent: int):
+def _arm(parent: int):
     """The guard's preexec_fn: SIGKILL it when `parent` dies (Linux; elsewhere nothing)."""
 
     def preexec() -> None:

@@ -110,16 +110,14 @@ def execute(root: str, name: str, cmd: tuple[str, ...], deps: dict, env: dict, a
         )
         out.flush()
         for line in cmd:
-            returncode = subprocess.run(
-                fate.guarded([shell, "-c", line]),
+            returncode = fate.popen(
+                [shell, "-c", line],
                 cwd=root,
                 env=run_env,
+                stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=fate.arm(os.getpid()),
-                check=False,
-            ).returncode
+            ).wait()
             if returncode:
                 break
     result = {
