@@ -38,14 +38,16 @@ NOISY_TRAIN, NOISY_EVAL = (
 @pytest.fixture(scope="module")
 def cluster():
     configure_ray_env()
-    for attempt in (1, 2):  # on a loaded 2-core machine Ray's agent can miss its start-up deadline once
-        try:
-            ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, _temp_dir="/tmp/ray")
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
+    with pytest.MonkeyPatch.context() as mp:  # Ray's workers run the stages with the PATH Ray started with
+        mp.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+        for attempt in (1, 2):  # on a loaded 2-core machine Ray's agent can miss its start-up deadline once
+            try:
+                ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False, _temp_dir="/tmp/ray")
+                break
+            except Exception:
+                ray.shutdown()
+                if attempt == 2:
+                    raise
     yield ray.get_runtime_context().gcs_address  # each `unitgrad grid run` joins it with --address
     ray.shutdown()
 
