@@ -31,8 +31,19 @@ SUPPORTED, NOT_SUPPORTED, UNINFORMATIVE = "supported", "not supported", "uninfor
 PASSED, FAILED = "passed", "failed"
 ALPHA = 1 - CONFIDENCE
 COLUMNS = [
-    *("check", "study", "metric", "comparison", "n", "value", "ci95", "test"),
-    *("p", "p_holm", "wilcoxon_p", "sign", "verdict"),
+    "check",
+    "study",
+    "metric",
+    "comparison",
+    "n",
+    "value",
+    "ci95",
+    "test",
+    "p",
+    "p_holm",
+    "wilcoxon_p",
+    "sign",
+    "verdict",
 ]
 CANNOT_DECIDE = (
     "What this scale cannot decide: any published number (model, data and epochs are far smaller), CIFAR-100, "
@@ -77,13 +88,11 @@ def _ci(low: float, high: float) -> str:
     return f"[{100 * low:+.2f}, {100 * high:+.2f}] pp" if math.isfinite(low) else "n/a"
 
 
-def _row(
-    check, study, metric, comparison, n, value, ci95, test, verdict, p="", p_holm="", wilcoxon_p="", sign=""
-) -> dict:
-    """One row of the verdict table; the gates have no p-values."""
-    return dict(
-        zip(COLUMNS, (check, study, metric, comparison, n, value, ci95, test, p, p_holm, wilcoxon_p, sign, verdict))
-    )
+def _row(**cells: object) -> dict:
+    """One row of the verdict table, in its column order; the gates leave the p-value columns empty."""
+    unknown = set(cells) - set(COLUMNS)
+    assert not unknown, f"not verdict columns: {unknown}"
+    return {column: cells.get(column, "") for column in COLUMNS}
 
 
 def one_sided(diff: np.ndarray, shift: float) -> dict[str, float]:
@@ -121,15 +130,15 @@ def laptop_verdict(runs: pd.DataFrame, studies: dict[str, str], gate: float, mar
     memorised = len(fitted) > 0 and fitted.mean() >= gate
     rows.append(
         _row(
-            f"gate: SGD memorises the flipped labels (mean ≥ {100 * gate:.0f} %)",
-            noise,
-            "fit_flipped",
-            "sgd",
-            len(fitted),
-            f"{100 * fitted.mean():.1f} %" if len(fitted) else "n/a",
-            f"range {100 * fitted.min():.1f}–{100 * fitted.max():.1f} %" if len(fitted) else "n/a",
-            "mean",
-            PASSED if memorised else FAILED,
+            check=f"gate: SGD memorises the flipped labels (mean ≥ {100 * gate:.0f} %)",
+            study=noise,
+            metric="fit_flipped",
+            comparison="sgd",
+            n=len(fitted),
+            value=f"{100 * fitted.mean():.1f} %" if len(fitted) else "n/a",
+            ci95=f"range {100 * fitted.min():.1f}–{100 * fitted.max():.1f} %" if len(fitted) else "n/a",
+            test="mean",
+            verdict=PASSED if memorised else FAILED,
         )
     )
     sam, sgd = _pair(_by_seed(runs, noise, "pool_acc"), "sam", "sgd")
@@ -137,15 +146,15 @@ def laptop_verdict(runs: pd.DataFrame, studies: dict[str, str], gate: float, mar
     controlled = control is not None and control["ci95_low"] > 0
     rows.append(
         _row(
-            "positive control: SAM beats SGD under label noise (95 % CI above 0)",
-            noise,
-            "pool_acc",
-            "sam − sgd",
-            len(sam),
-            _pp(control["mean_diff"]) if control else "n/a",
-            _ci(control["ci95_low"], control["ci95_high"]) if control else "n/a",
-            "two-sided t CI",
-            PASSED if controlled else FAILED,
+            check="positive control: SAM beats SGD under label noise (95 % CI above 0)",
+            study=noise,
+            metric="pool_acc",
+            comparison="sam − sgd",
+            n=len(sam),
+            value=_pp(control["mean_diff"]) if control else "n/a",
+            ci95=_ci(control["ci95_low"], control["ci95_high"]) if control else "n/a",
+            test="two-sided t CI",
+            verdict=PASSED if controlled else FAILED,
         )
     )
     tests, pairs = [], []
@@ -164,15 +173,15 @@ def laptop_verdict(runs: pd.DataFrame, studies: dict[str, str], gate: float, mar
             verdict = SUPPORTED if math.isfinite(p_holm) and p_holm < ALPHA else NOT_SUPPORTED
         rows.append(
             _row(
-                claim.name,
-                studies[claim.study],
-                claim.metric,
-                "pugd − sam",
-                len(pugd),
-                _pp(diff["mean_diff"]) if diff else "n/a",
-                _ci(diff["ci95_low"], diff["ci95_high"]) if diff else "n/a",
-                f"one-sided t, H1: {h1}",
-                verdict,
+                check=claim.name,
+                study=studies[claim.study],
+                metric=claim.metric,
+                comparison="pugd − sam",
+                n=len(pugd),
+                value=_pp(diff["mean_diff"]) if diff else "n/a",
+                ci95=_ci(diff["ci95_low"], diff["ci95_high"]) if diff else "n/a",
+                test=f"one-sided t, H1: {h1}",
+                verdict=verdict,
                 p=f"{test['t']:.3g}" if test else "n/a",
                 p_holm=f"{p_holm:.3g}" if math.isfinite(p_holm) else "n/a",
                 wilcoxon_p=f"{test['wilcoxon']:.3g}" if test else "n/a",
