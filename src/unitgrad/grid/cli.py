@@ -60,10 +60,6 @@ def _check(args: argparse.Namespace) -> None:
         raise UnitgradError(f"--cpus-per-run {args.cpus_per_run} must be at least 1")
     if args.retries < 0:
         raise UnitgradError(f"--retries {args.retries} must be 0 or more")
-    if args.backend == "slurm" and args.gpus_per_run is not None and args.gpus_per_run != int(args.gpus_per_run):
-        raise UnitgradError(f"--gpus-per-run {args.gpus_per_run}: SLURM gives whole GPUs; use --backend ray to pack")
-    if args.backend == "slurm" and args.address:
-        raise UnitgradError("--address joins a Ray cluster: drop it with --backend slurm")
     if args.backend == "slurm":
         from unitgrad.grid import slurm
 

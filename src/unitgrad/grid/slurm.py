@@ -38,7 +38,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    """One-line errors for options SLURM would reject late, or that would signal a task before it has started."""
+    """One-line errors for options SLURM cannot honour, would reject late, or that would signal a task too early."""
+    if args.gpus_per_run is not None and args.gpus_per_run != int(args.gpus_per_run):
+        raise UnitgradError(f"--gpus-per-run {args.gpus_per_run}: SLURM gives whole GPUs; use --backend ray to pack")
+    if args.address:
+        raise UnitgradError("--address joins a Ray cluster: drop it with --backend slurm")
     if args.max_parallel < 1:
         raise UnitgradError(f"--max-parallel {args.max_parallel} must be at least 1")
     if args.signal_delay_s < 0:
