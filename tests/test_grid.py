@@ -149,6 +149,10 @@ def test_bad_options_are_one_line_errors(tmp_path, monkeypatch):
         grid(["run", "--gpus-per-run", "-0.5"])
     with pytest.raises(UnitgradError, match="SLURM gives whole GPUs"):
         grid(["run", "--backend", "slurm", "--gpus-per-run", "0.5"])
+    with pytest.raises(UnitgradError, match="--address joins a Ray cluster: drop it with --backend slurm"):
+        grid(["run", "--backend", "slurm", "--address", "auto"])
+    with pytest.raises(UnitgradError, match="--max-parallel 0 must be at least 1"):
+        grid(["run", "--backend", "slurm", "--max-parallel", "0"])
     # SLURM may signal up to 60 s early: a 1-minute task could get USR2 before submitit's handler, which it kills
     with pytest.raises(UnitgradError, match=r"--time-min 1 with --signal-delay-s 50: .* \(e\.g\. --time-min 3\)"):
         grid(["run", "--backend", "slurm", "--time-min", "1", "--signal-delay-s", "50"])
